@@ -1,0 +1,227 @@
+"""Split-KV flash-decoding over a static KV cache: one new query token per sequence.
+
+Flash-decoding (Dao, Haziza, Massa, Sizov, "Flash-Decoding for long-context inference", Oct 2023;
+kernels.md 1.3) in two kernels:
+
+1. ``_decode_split_kernel``, grid (B x Hkv, num_splits): program (b, kv head, s) reads keys
+   [s x SPLIT_LEN, (s + 1) x SPLIT_LEN) of sequence b, clipped to its valid prefix ``seq_lens[b]``
+   (and to the sliding window), and writes, for every query head of the KV head's GQA group, the
+   normalised partial output and its log-sum-exp (base 2) in fp32. A split past the sequence's end
+   reads nothing and writes LSE = -inf. The query heads sharing a KV head form the M dimension of
+   ``tl.dot``, padded to >= 16 rows (FlashInfer/sglang's tensor-core GQA decode, kernels.md 1.4-1.5),
+   so each K/V tile is loaded once per group.
+2. ``_decode_combine_kernel``, grid (B x Hq,): rescales the partials by exp2(lse_s - max lse) and
+   sums them.
+
+``num_splits`` depends only on shapes and the SM count, never on the values in ``seq_lens``, so one
+launch configuration serves every decode step and can be captured in a CUDA graph. On a GPU pass 1 is
+autotuned on its first call for a shape: warm up before capture (kernels.md 2.5).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._common import autotune_or_fixed, cdiv, check_shape, check_tensor, dot_precision, next_power_of_2, \
+    output, sm_count
+from kernels.attention_prefill import LOG2_E, check_attention_args
+
+# Each split covers at least 256 cached tokens: a split writes group x D x 4 bytes of partial output
+# and reads 2 x split_len x D x 2 bytes of K and V (16-bit), so at 256 tokens and a GQA group of 8
+# the partials add 8 / 256 = 3% to the traffic.
+_MIN_SPLIT_TOKENS = 256
+_MAX_SPLITS = 64
+_SPLIT_ALIGN = 16  # split boundaries on 16-token multiples
+
+
+def _config(bn: int, stages: int, warps: int) -> triton.Config:
+    return triton.Config({"BLOCK_N": bn}, num_stages=stages, num_warps=warps)
+
+
+# Pass 1 is a stream over K and V: the search is over tile length and pipeline depth (loads in
+# flight), 4 warps for a 16-64 row GQA tile as in sglang's GQA decode kernel (kernels.md 1.5).
+_CONFIGS = [_config(bn, stages, 4) for bn in (32, 64, 128) for stages in (2, 3, 4)]
+_FIXED = _config(32, 1, 4)
+
+
+def _prune(configs, named_args, **kwargs):
+    """Skip 128-token tiles at head_dim 256: 3-4 stages of K and V tiles would not fit shared memory."""
+    if kwargs["BLOCK_D"] < 256:
+        return configs
+    return [c for c in configs if c.kwargs["BLOCK_N"] * c.num_stages <= 192] or configs[:1]
+
+
+@triton.jit
+def _decode_split_kernel(
+    q_ptr, k_ptr, v_ptr, seq_lens_ptr, part_ptr, lse_ptr,
+    stride_qb, stride_qh, stride_qd,
+    stride_kb, stride_kh, stride_ks, stride_kd,
+    stride_vb, stride_vh, stride_vs, stride_vd,
+    stride_pb, stride_ph, stride_ps,
+    stride_lb, stride_lh,
+    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = (pid_bh // H_KV).to(tl.int64)
+    kvh = (pid_bh % H_KV).to(tl.int64)
+
+    # Clamp so that a bad length can never read outside the cache (the launcher documents that
+    # lengths are checked on the host only when that costs no device sync).
+    seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + b), 0), S_MAX)
+    start = split * SPLIT_LEN
+    end = tl.minimum(start + SPLIT_LEN, seq_len)
+    if HAS_WINDOW:  # the query sits at position seq_len - 1 and sees keys j > seq_len - 1 - WINDOW
+        start = tl.maximum(start, seq_len - WINDOW)
+
+    offs_h = tl.arange(0, BLOCK_H)
+    h_mask = offs_h < GROUP
+    heads = kvh * GROUP + offs_h  # query heads of this KV head's group
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < HEAD_DIM
+    q_ptrs = q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :] * stride_qd
+    q = tl.load(q_ptrs, mask=h_mask[:, None] & d_mask[None, :], other=0.0)
+    k_base = k_ptr + b * stride_kb + kvh * stride_kh
+    v_base = v_ptr + b * stride_vb + kvh * stride_vh
+
+    # Every block below holds at least one valid key, so the row maximum is finite after the first
+    # block and m may start at -inf.
+    m_i = tl.full((BLOCK_H,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_H, BLOCK_D), dtype=tl.float32)
+    for n0 in tl.range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < end
+        kt = tl.load(k_base + offs_n.to(tl.int64)[None, :] * stride_ks + offs_d[:, None] * stride_kd,
+                     mask=d_mask[:, None] & n_mask[None, :], other=0.0)
+        v = tl.load(v_base + offs_n.to(tl.int64)[:, None] * stride_vs + offs_d[None, :] * stride_vd,
+                    mask=n_mask[:, None] & d_mask[None, :], other=0.0)
+        qk = tl.dot(q, kt, input_precision=DOT_PRECISION) * qk_scale  # log2 units
+        qk = tl.where(n_mask[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    has_keys = l_i > 0.0  # False for an empty split (or a sequence of length 0)
+    part = acc / tl.where(has_keys, l_i, 1.0)[:, None]
+    lse = tl.where(has_keys, m_i + tl.log2(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+    part_ptrs = part_ptr + b * stride_pb + heads[:, None] * stride_ph + split * stride_ps + offs_d[None, :]
+    tl.store(part_ptrs, part, mask=h_mask[:, None])
+    tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=h_mask)
+
+
+_decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["S_MAX", "SPLIT_LEN", "BLOCK_D", "BLOCK_H"],
+                                  prune=_prune)(_decode_split_kernel)
+
+
+@triton.jit
+def _decode_combine_kernel(
+    part_ptr, lse_ptr, o_ptr,
+    stride_pb, stride_ph, stride_ps, stride_lb, stride_lh, stride_ob, stride_oh, stride_od,
+    H_Q, NUM_SPLITS,
+    HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = (pid // H_Q).to(tl.int64)
+    h = (pid % H_Q).to(tl.int64)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_mask = offs_s < NUM_SPLITS
+    lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + offs_s, mask=s_mask, other=float("-inf"))
+    m = tl.max(lse, 0)
+    m = tl.where(m == float("-inf"), 0.0, m)  # all splits empty (length 0): weights become 0
+    w = tl.exp2(lse - m)
+    parts = tl.load(part_ptr + b * stride_pb + h * stride_ph + offs_s[:, None] * stride_ps + offs_d[None, :],
+                    mask=s_mask[:, None], other=0.0)
+    total = tl.sum(w, 0)
+    out = tl.sum(parts * w[:, None], 0) / tl.where(total > 0.0, total, 1.0)
+    tl.store(o_ptr + b * stride_ob + h * stride_oh + offs_d * stride_od, out.to(o_ptr.dtype.element_ty),
+             mask=offs_d < HEAD_DIM)
+
+
+def choose_num_splits(batch: int, kv_heads: int, s_max: int, num_sms: int) -> int:
+    """KV splits per sequence: enough programs for two per SM (B x Hkv x splits >= 2 x SMs), no
+    split shorter than 256 tokens, at most 64. Depends on shapes and SM count only."""
+    want = cdiv(2 * num_sms, batch * kv_heads)
+    return max(1, min(want, s_max // _MIN_SPLIT_TOKENS, _MAX_SPLITS))
+
+
+def _check_seq_lens(seq_lens: torch.Tensor, batch: int, s_max: int, device: torch.device) -> None:
+    check_tensor("seq_lens", seq_lens, ndim=1, dtypes=(torch.int32,))
+    check_shape("seq_lens", seq_lens, (batch,))
+    if seq_lens.device != device:
+        raise ValueError(f"seq_lens is on {seq_lens.device}; expected {device} like q")
+    if seq_lens.device.type == "cpu":  # reading it back is free here (no device sync)
+        low, high = int(seq_lens.min()), int(seq_lens.max())
+        if low < 1 or high > s_max:
+            raise ValueError(f"seq_lens must lie in [1, S_max={s_max}], got values in [{low}, {high}]")
+
+
+def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seq_lens: torch.Tensor,
+                     scale: float | None = None, window: int | None = None, num_splits: int | None = None, *,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention of one new query per sequence over its cached keys (split-KV flash-decoding).
+
+    Args:
+        q: [B, Hq, D] queries of the newest token, float16 / bfloat16 / float32, any strides.
+        k_cache, v_cache: [B, Hkv, S_max, D], q's dtype, any strides; Hq a multiple of Hkv, query head
+            h reads KV head h // (Hq // Hkv).
+        seq_lens: [B] int32 on q's device: sequence b attends to cache positions 0 .. seq_lens[b] - 1,
+            the query being the token at position seq_lens[b] - 1 (bottom-right alignment).
+        scale: softmax scale, default 1 / sqrt(D).
+        window: sliding window w >= 1: keys j > seq_lens[b] - 1 - w only.
+        num_splits: KV splits per sequence; None lets :func:`choose_num_splits` decide from B, Hkv,
+            S_max and the SM count (never from the values in seq_lens, so CUDA-graph capture works).
+        out: optional [B, Hq, D] output of q's dtype (any strides).
+
+    ``seq_lens`` must lie in [1, S_max]. A CPU ``seq_lens`` (the interpreter) is checked here; a CUDA one
+    is not read back, because a device sync per layer would distort decode timing and is illegal during
+    CUDA-graph capture. Validating lengths there is the caller's job (the decode loop raises
+    KVCacheOverflowError before writing); the kernel clamps lengths to [0, S_max] so it never reads
+    outside the cache, and a length of 0 yields a row of zeros.
+
+    Returns:
+        [B, Hq, D] in q's dtype.
+
+    Raises:
+        TypeError: unsupported or mismatched dtypes, seq_lens not int32, bfloat16 under the interpreter.
+        ValueError: wrong ranks or shapes, head counts that do not divide, head_dim > 256, bad
+            scale/window/num_splits, seq_lens out of range (CPU only), mixed or non-CUDA devices, bad ``out``.
+    """
+    device = check_attention_args(q, k_cache, v_cache, 3, scale, window)
+    B, Hq, D = q.shape
+    Hkv, S_max = k_cache.shape[1], k_cache.shape[2]
+    if S_max == 0:
+        raise ValueError("k_cache has no positions (S_max = 0)")
+    _check_seq_lens(seq_lens, B, S_max, device)
+    if num_splits is None:
+        num_splits = choose_num_splits(B, Hkv, S_max, sm_count(device))
+    if not isinstance(num_splits, int) or num_splits < 1:
+        raise ValueError(f"num_splits must be a positive int, got {num_splits!r}")
+    split_len = cdiv(cdiv(S_max, num_splits), _SPLIT_ALIGN) * _SPLIT_ALIGN
+    o = output("out", out, (B, Hq, D), q.dtype, device)
+    group = Hq // Hkv
+    block_d = max(16, next_power_of_2(D))
+    part = torch.empty((B, Hq, num_splits, block_d), dtype=torch.float32, device=device)
+    lse = torch.empty((B, Hq, num_splits), dtype=torch.float32, device=device)
+    sm_scale = D ** -0.5 if scale is None else float(scale)
+
+    _decode_split[(B * Hkv, num_splits)](
+        q, k_cache, v_cache, seq_lens, part, lse,
+        *q.stride(), *k_cache.stride(), *v_cache.stride(), *part.stride()[:3], *lse.stride()[:2],
+        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E,
+        GROUP=group, HEAD_DIM=D, HAS_WINDOW=window is not None, DOT_PRECISION=dot_precision(q.dtype),
+        BLOCK_H=max(16, next_power_of_2(group)), BLOCK_D=block_d,
+    )
+    _decode_combine_kernel[(B * Hq,)](
+        part, lse, o, *part.stride()[:3], *lse.stride()[:2], *o.stride(),
+        Hq, num_splits, HEAD_DIM=D, BLOCK_S=next_power_of_2(num_splits), BLOCK_D=block_d,
+    )
+    return o

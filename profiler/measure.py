@@ -1,0 +1,135 @@
+"""Timed prefill and decode of a model with a static KV cache.
+
+What is measured (metrics.md §1.1–1.2 give the competing definitions; these follow nanochat and
+SGLang ``bench_one_batch`` for the decode step):
+
+- TTFT: one synchronised region around the prefill forward of the whole prompt batch plus the greedy
+  pick of the first token. Prefill throughput counts **input** tokens: batch × prompt_len ÷ TTFT.
+- Decode: ``gen_len − 1`` steps (the first output token comes from prefill), each its own timed
+  region: forward of one token per sequence + greedy pick. TPOT is the **median** step time; p90/p99
+  come from the same samples. Output throughput of the device = batch ÷ TPOT; per sequence = 1 ÷ TPOT.
+  Input and output tokens are never mixed.
+- A warm-up pass at the same shapes (prefill + a few decode steps) runs first and is discarded.
+- An independent wall clock spans the whole decode loop, so the per-step samples can be checked
+  against it, and the logits of the timed run are checked to be finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import torch
+
+from profiler.errors import ProfilerError
+from profiler.timing import RegionTimer, Summary, summarize, synchronize
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """Shape of one measurement: ``batch_size`` sequences of ``prompt_len`` input tokens, each
+    generating ``gen_len`` output tokens (the first from prefill, ``gen_len − 1`` decode steps)."""
+
+    batch_size: int
+    prompt_len: int
+    gen_len: int
+    warmup_steps: int = 3
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raises ProfilerError for non-positive sizes or fewer than one decode step."""
+        for name in ("batch_size", "prompt_len", "gen_len"):
+            if getattr(self, name) < 1:
+                raise ProfilerError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.gen_len < 2:
+            raise ProfilerError(f"gen-len must be at least 2 (one decode step after prefill), got {self.gen_len}")
+        if self.warmup_steps < 0:
+            raise ProfilerError(f"warmup steps must be >= 0, got {self.warmup_steps}")
+
+    @property
+    def seq_len(self) -> int:
+        """KV-cache positions the run writes: the prompt plus every generated token but the last."""
+        return self.prompt_len + self.gen_len - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeMeasurement:
+    """Raw timings of one measurement, in seconds and tokens per second."""
+
+    ttft_s: float
+    prefill_tok_per_s: float
+    step_times_s: tuple[float, ...]
+    tpot: Summary
+    output_tok_per_s: float
+    output_tok_per_s_per_seq: float
+    decode_wall_s: float
+    logits_finite: bool
+
+
+def _prompt(settings: DecodeSettings, vocab_size: int, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(settings.seed)
+    tokens = torch.randint(0, vocab_size, (settings.batch_size, settings.prompt_len), generator=gen)
+    return tokens.to(device)
+
+
+def _warm_up(model, prompt: torch.Tensor, settings: DecodeSettings) -> None:
+    model.reset_cache()
+    nxt = model(prompt, 0).argmax(-1, keepdim=True)
+    steps = min(settings.warmup_steps, settings.gen_len - 1)
+    for i in range(steps):
+        nxt = model(nxt, settings.prompt_len + i).argmax(-1, keepdim=True)
+    synchronize(prompt.device)
+    model.reset_cache()
+
+
+def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | None = None) -> DecodeMeasurement:
+    """Measure TTFT and per-step decode time of ``model`` (a :class:`profiler.model.Transformer`).
+
+    The model's cache must hold ``settings.seq_len`` positions and ``settings.batch_size`` sequences.
+
+    Raises:
+        ProfilerError: invalid settings, a cache too small for them, or non-finite logits.
+    """
+    settings.validate()
+    if settings.seq_len > model.max_seq_len:
+        raise ProfilerError(f"prompt-len + gen-len - 1 = {settings.seq_len} exceeds the KV cache "
+                            f"({model.max_seq_len} positions)")
+    device = next(model.buffers()).device
+    prompt = _prompt(settings, model.cfg.vocab_size, device)
+    progress = progress or (lambda *a: None)
+    with torch.inference_mode():
+        progress("warm-up", 0, 1)
+        _warm_up(model, prompt, settings)
+        progress("prefill", 0, 1)
+        prefill_timer = RegionTimer(device)
+        with prefill_timer.region():
+            logits = model(prompt, 0)
+            nxt = logits.argmax(-1, keepdim=True)
+        finite = torch.isfinite(logits).all()
+        ttft = prefill_timer.seconds()[0]
+        steps = settings.gen_len - 1
+        step_timer = RegionTimer(device)
+        synchronize(device)
+        wall0 = time.perf_counter()
+        for i in range(steps):
+            with step_timer.region():
+                logits = model(nxt, settings.prompt_len + i)
+                nxt = logits.argmax(-1, keepdim=True)
+            finite = finite & torch.isfinite(logits).all()
+            if device.type == "cpu" or i % 16 == 15 or i == steps - 1:
+                progress("decode", i + 1, steps)
+        synchronize(device)
+        decode_wall = time.perf_counter() - wall0
+        step_times = step_timer.seconds()
+    ok = bool(finite.item())
+    if not ok:
+        raise ProfilerError("the timed run produced non-finite logits (overflow in this dtype?); no result recorded")
+    tpot = summarize(step_times)
+    b = settings.batch_size
+    return DecodeMeasurement(
+        ttft_s=ttft, prefill_tok_per_s=b * settings.prompt_len / ttft, step_times_s=tuple(step_times),
+        tpot=tpot, output_tok_per_s=b / tpot.median_s, output_tok_per_s_per_seq=1.0 / tpot.median_s,
+        decode_wall_s=decode_wall, logits_finite=ok)

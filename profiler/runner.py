@@ -1,0 +1,155 @@
+"""One measured point: build the model, time prefill and decode, add the roofline figures.
+
+Produces the flat result record (units in every key) that ``tokencost run`` prints and sweeps append.
+Prices are not known here: the cost layer adds the ``usd_*`` keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+
+import torch
+
+from profiler import roofline
+from profiler.config import ModelConfig
+from profiler.errors import ProfilerError
+from profiler.measure import DecodeSettings, ProgressFn, measure_decode
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+MBU_HIGH, MBU_LOW = 1.0, 0.20
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one measurement."""
+
+    cfg: ModelConfig
+    batch_size: int = 1
+    prompt_len: int = 128
+    gen_len: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+    backend: str = "torch"
+    op_overrides: tuple[tuple[str, str], ...] = ()
+    weights_dir: str | None = None
+    seed: int = 0
+    warmup_steps: int = 3
+
+    def settings(self) -> DecodeSettings:
+        return DecodeSettings(self.batch_size, self.prompt_len, self.gen_len, self.warmup_steps, self.seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → the local CUDA GPU when there is one, else the CPU.
+
+    Raises:
+        ProfilerError: an unknown device string, or CUDA asked for where none is available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ProfilerError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProfilerError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ProfilerError(f"device type {device.type!r} is not supported; use cpu or cuda")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` → bfloat16 on GPU, float32 on CPU (where bf16 matmuls are slow)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in _DTYPES:
+        raise ProfilerError(f"unknown dtype {name!r}; use float32, bfloat16 or float16")
+    return _DTYPES[name]
+
+
+def check_positions(spec: RunSpec) -> None:
+    """Raises ProfilerError when prompt + generated tokens would pass the model's max positions."""
+    total = spec.prompt_len + spec.gen_len
+    if total > spec.cfg.max_position_embeddings:
+        raise ProfilerError(f"prompt-len + gen-len = {total} exceeds {spec.cfg.name}'s max_position_embeddings "
+                            f"({spec.cfg.max_position_embeddings})")
+
+
+def decode_context_len(spec: RunSpec) -> int:
+    """Context the middle decode step attends to; the roofline bytes of a run are taken there, so
+    they pair with the median step time (contexts grow linearly over the run)."""
+    return spec.prompt_len + spec.gen_len // 2
+
+
+def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype):
+    """Build the model of ``spec`` with a cache sized exactly for it."""
+    from profiler.backends import resolve
+    from profiler.model import build_model
+
+    ops = resolve(spec.backend, dict(spec.op_overrides))
+    model = build_model(spec.cfg, dtype=dtype, device=device, max_batch_size=spec.batch_size,
+                        max_seq_len=spec.settings().seq_len, ops=ops, seed=spec.seed,
+                        weights_dir=spec.weights_dir)
+    return model, ops
+
+
+def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_bytes_per_s: float) -> dict:
+    """Bytes per decode step at the run's median context, the bandwidth bound and MBU, with warnings."""
+    elem = torch.tensor([], dtype=dtype).element_size()
+    context = decode_context_len(spec)
+    nbytes = roofline.decode_bytes_per_step(spec.cfg, spec.batch_size, context, elem, elem)
+    mbu = roofline.mbu(nbytes, tpot_s, bandwidth_bytes_per_s)
+    warnings = []
+    if mbu > MBU_HIGH:
+        warnings.append(f"MBU {mbu:.0%} is above 100%: the byte model or the bandwidth figure is wrong "
+                        "(a small model may also be served from cache)")
+    elif mbu < MBU_LOW:
+        warnings.append(f"MBU {mbu:.0%} is below 20%: the decode step is far from the memory roofline "
+                        "(launch overhead, small batch on a big device, or compute-bound)")
+    return {
+        "context_len": context,
+        "bytes_per_step": nbytes,
+        "roofline_output_tok_per_s": roofline.roofline_decode_tok_per_s(nbytes, spec.batch_size,
+                                                                        bandwidth_bytes_per_s),
+        "mbu": mbu,
+        "decode_flops_per_token": roofline.decode_flops_per_token(spec.cfg, context),
+        "warnings": warnings,
+    }
+
+
+def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: str,
+              progress: ProgressFn | None = None, env: dict | None = None) -> dict:
+    """Measure one point and return its result record (no price fields).
+
+    Raises:
+        ProfilerError: bad sizes, positions past the model's limit, unavailable device/backend.
+    """
+    spec.settings().validate()
+    check_positions(spec)
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    if env is None:
+        from profiler.env import collect_env
+
+        env = collect_env(device)
+    model, ops = build_for(spec, device, dtype)
+    m = measure_decode(model, spec.settings(), progress=progress)
+    record = {
+        "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),
+        "dtype": str(dtype).removeprefix("torch."), "backend": spec.backend, "ops": ops.describe(),
+        "weights": spec.weights_dir or f"dummy (seed {spec.seed})",
+        "batch_size": spec.batch_size, "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
+        "ttft_s": m.ttft_s, "prefill_tok_per_s": m.prefill_tok_per_s,
+        "tpot_s": m.tpot.median_s, "tpot_p90_s": m.tpot.p90_s, "tpot_p99_s": m.tpot.p99_s,
+        "tpot_mean_s": m.tpot.mean_s, "n_decode_steps": m.tpot.n, "decode_wall_s": m.decode_wall_s,
+        "output_tok_per_s": m.output_tok_per_s, "output_tok_per_s_per_seq": m.output_tok_per_s_per_seq,
+        "step_times_s": list(m.step_times_s),
+        "param_count": roofline.param_count(spec.cfg),
+        "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "bandwidth_source": bandwidth_source,
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s))
+    record["env"] = env
+    return record

@@ -1,0 +1,171 @@
+"""Sweeps over batch size and context length, crash-safe and resumable.
+
+Every point is measured with the same method as ``tokencost run`` (``profiler.runner``). Each finished
+point is appended to the JSONL results file at once (``profiler.results.append_result``), so an
+interrupted sweep loses nothing; with ``resume`` the points whose settings key is already in the file
+are skipped. A point that does not fit in memory (device or host) is recorded as ``status: "skipped"``
+with the reason, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from typing import Callable, Iterable
+
+from profiler import roofline
+from profiler.errors import ProfilerError
+from profiler.results import append_result, completed_keys, settings_key
+from profiler.runner import RunSpec
+
+MeasureFn = Callable[[RunSpec], dict]
+PointCallback = Callable[[int, int, dict], None]  # (index, total, record)
+
+# Host memory the estimate must leave free for torch, Python and the OS.
+HOST_HEADROOM_BYTES = 1 * 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    spec: RunSpec
+    repeat: int
+
+    def settings(self) -> dict:
+        """What defines the point (the resume key): model shape, weights, device, dtype, ops, sizes, repeat."""
+        s = self.spec
+        return {"model": s.cfg.name, "config": dataclasses.asdict(s.cfg), "weights": s.weights_dir, "seed": s.seed,
+                "device": s.device, "dtype": s.dtype, "backend": s.backend, "ops": sorted(s.op_overrides),
+                "batch_size": s.batch_size, "prompt_len": s.prompt_len, "gen_len": s.gen_len,
+                "warmup_steps": s.warmup_steps, "repeat": self.repeat}
+
+
+def plan_points(base: RunSpec, batch_sizes: Iterable[int], context_lens: Iterable[int], repeats: int = 1) -> list[SweepPoint]:
+    """Every (context, batch, repeat) combination, contexts outermost, as prompt lengths of ``base``.
+
+    Raises:
+        ProfilerError: an empty list, a non-positive size, or ``repeats < 1``.
+    """
+    batch_sizes, context_lens = list(batch_sizes), list(context_lens)
+    if not batch_sizes or not context_lens:
+        raise ProfilerError("a sweep needs at least one batch size and one context length")
+    if repeats < 1 or min(batch_sizes) < 1 or min(context_lens) < 1:
+        raise ProfilerError("batch sizes, context lengths and repeats must be positive")
+    return [SweepPoint(dataclasses.replace(base, batch_size=b, prompt_len=c), r)
+            for c in context_lens for b in batch_sizes for r in range(repeats)]
+
+
+def estimate_memory_bytes(spec: RunSpec, elem_bytes: int) -> int:
+    """Rough peak memory of a point: weights + KV cache + prefill activations (hidden and MLP
+    intermediates of the whole prompt batch) + float32 logits. An estimate for skipping points that
+    cannot fit, not a measurement."""
+    cfg = spec.cfg
+    weights = roofline.param_count(cfg) * elem_bytes
+    seq = spec.prompt_len + spec.gen_len
+    kv = spec.batch_size * seq * roofline.kv_bytes_per_token(cfg, elem_bytes)
+    tokens = spec.batch_size * spec.prompt_len
+    activations = tokens * (4 * cfg.hidden_size + 3 * cfg.intermediate_size) * elem_bytes
+    logits = spec.batch_size * cfg.vocab_size * 4
+    return int(weights + kv + activations + logits)
+
+
+def available_memory_bytes(device_type: str) -> int | None:
+    """Free memory of the device the sweep runs on (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info()[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 - HOST_HEADROOM_BYTES
+    except OSError:
+        return None
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's device OOM, a host MemoryError, or an allocator 'can't allocate' error."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _skip_record(point: SweepPoint, reason: str) -> dict:
+    s = point.spec
+    return {"kind": "run", "status": "skipped", "skip_reason": reason, "model": s.cfg.name, "device": s.device,
+            "dtype": s.dtype, "backend": s.backend, "batch_size": s.batch_size, "prompt_len": s.prompt_len,
+            "gen_len": s.gen_len, "repeat": point.repeat}
+
+
+def measure_point(point: SweepPoint, measure: MeasureFn, memory_check: Callable[[RunSpec], str | None]) -> dict:
+    """Measure one point, or return its skip record when it cannot fit in memory."""
+    reason = memory_check(point.spec)
+    if reason is not None:
+        return _skip_record(point, reason)
+    try:
+        record = measure(point.spec)
+    except Exception as exc:  # noqa: BLE001 - only OOM is turned into a skip; everything else propagates
+        if not is_out_of_memory(exc):
+            raise
+        _release_memory()
+        return _skip_record(point, f"out of memory: {' '.join(str(exc).split())[:200]}")
+    record.setdefault("status", "ok")
+    record["repeat"] = point.repeat
+    return record
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def run_sweep(points: list[SweepPoint], out_path: str | os.PathLike, measure: MeasureFn, *,
+              resume: bool = False, memory_check: Callable[[RunSpec], str | None] | None = None,
+              on_point: PointCallback | None = None) -> list[dict]:
+    """Measure ``points`` in order, appending each record to ``out_path`` as soon as it is done.
+
+    Returns the records written by this call (skipped-by-resume points are not re-written).
+    Errors other than out-of-memory stop the sweep; everything measured before stays in the file.
+    """
+    done = completed_keys(out_path) if resume else set()
+    memory_check = memory_check or (lambda spec: None)
+    written = []
+    for i, point in enumerate(points):
+        key = settings_key(point.settings())
+        if key in done:
+            if on_point:
+                on_point(i, len(points), {"status": "resumed", "settings_key": key})
+            continue
+        record = measure_point(point, measure, memory_check)
+        record["settings_key"] = key
+        record.setdefault("timestamp", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        append_result(out_path, record)
+        written.append(record)
+        if on_point:
+            on_point(i, len(points), record)
+    return written
+
+
+def memory_check_for(device_type: str, elem_bytes: int) -> Callable[[RunSpec], str | None]:
+    """A check that skips a point whose estimated memory exceeds what the device has free now."""
+
+    def check(spec: RunSpec) -> str | None:
+        free = available_memory_bytes(device_type)
+        need = estimate_memory_bytes(spec, elem_bytes)
+        if free is not None and need > free:
+            return (f"estimated {need / 2**30:.1f} GiB (weights + KV cache + activations) exceeds the "
+                    f"{free / 2**30:.1f} GiB free on {device_type}")
+        return None
+
+    return check

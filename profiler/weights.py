@@ -1,0 +1,147 @@
+"""Weights for :class:`profiler.model.Transformer`: seeded dummy weights or a local HF checkpoint.
+
+A checkpoint is a directory with ``model.safetensors`` or a sharded ``model.safetensors.index.json``
+(the layout ``save_pretrained`` writes), read with the safetensors library. Hugging Face tensor names
+(``model.layers.N.self_attn.q_proj.weight`` ...) are mapped into the model's fused layout: q, k and v
+become consecutive row blocks of ``wqkv``, gate and up of ``w_gate_up``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from profiler.errors import ProfilerError
+
+_NORM_NAMES = ("attn_norm", "mlp_norm", "norm", "q_norm", "k_norm")
+# Buffers some older checkpoints store; they are recomputed, not loaded.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+@torch.no_grad()
+def init_dummy_weights(model: torch.nn.Module, *, seed: int = 0) -> None:
+    """Fill every parameter from ``torch.Generator().manual_seed(seed)`` on the CPU in float32, then
+    cast and copy to the model's dtype and device, so a seed gives the same model on every device.
+
+    Matrices and biases ~ N(0, initializer_range) (transformers ``PreTrainedModel._init_weights``
+    draws Linear and Embedding weights from N(0, initializer_range); biases, which it zeroes, are
+    drawn too so that bias paths are exercised); norm weights are 1, as there.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    std = model.cfg.initializer_range
+    for name, param in model.named_parameters():  # tied lm_head is yielded once (as embed)
+        if name.rsplit(".", 1)[-1] in _NORM_NAMES:
+            param.fill_(1.0)
+        else:
+            param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32).mul_(std))
+
+
+def _targets(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, slice | None]]:
+    """HF tensor name -> (model parameter, row slice of it or None for the whole tensor)."""
+    cfg = model.cfg
+    q_rows, kv_rows, f = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim, cfg.intermediate_size
+    qkv = {"q": slice(0, q_rows), "k": slice(q_rows, q_rows + kv_rows), "v": slice(q_rows + kv_rows, q_rows + 2 * kv_rows)}
+    out: dict[str, tuple[torch.Tensor, slice | None]] = {"model.embed_tokens.weight": (model.embed, None),
+                                                         "model.norm.weight": (model.norm, None)}
+    if not cfg.tie_word_embeddings:
+        out["lm_head.weight"] = (model.lm_head, None)
+    for i, layer in enumerate(model.layers):
+        p, attn, mlp = f"model.layers.{i}.", layer.attn, layer.mlp
+        out[p + "input_layernorm.weight"] = (layer.attn_norm, None)
+        out[p + "post_attention_layernorm.weight"] = (layer.mlp_norm, None)
+        for proj, rows in qkv.items():
+            out[f"{p}self_attn.{proj}_proj.weight"] = (attn.wqkv, rows)
+            if attn.bqkv is not None:
+                out[f"{p}self_attn.{proj}_proj.bias"] = (attn.bqkv, rows)
+        out[p + "self_attn.o_proj.weight"] = (attn.wo, None)
+        if attn.bo is not None:
+            out[p + "self_attn.o_proj.bias"] = (attn.bo, None)
+        if attn.q_norm is not None:
+            out[p + "self_attn.q_norm.weight"] = (attn.q_norm, None)
+            out[p + "self_attn.k_norm.weight"] = (attn.k_norm, None)
+        for proj, rows in (("gate", slice(0, f)), ("up", slice(f, 2 * f))):
+            out[f"{p}mlp.{proj}_proj.weight"] = (mlp.w_gate_up, rows)
+            if mlp.b_gate_up is not None:
+                out[f"{p}mlp.{proj}_proj.bias"] = (mlp.b_gate_up, rows)
+        out[p + "mlp.down_proj.weight"] = (mlp.w_down, None)
+        if mlp.b_down is not None:
+            out[p + "mlp.down_proj.bias"] = (mlp.b_down, None)
+    return out
+
+
+def checkpoint_files(weights_dir: str | Path) -> dict[str, Path]:
+    """Tensor name -> safetensors file holding it, for a single-file or sharded checkpoint.
+
+    Raises:
+        ProfilerError: the directory, the index or a shard it names is missing or unreadable.
+    """
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise ProfilerError(f"weights dir {root} does not exist or is not a directory")
+    index, single = root / "model.safetensors.index.json", root / "model.safetensors"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ProfilerError(f"{index}: not a safetensors index with a weight_map ({exc})") from None
+        files = {name: root / shard for name, shard in weight_map.items()}
+    elif single.is_file():
+        try:
+            with safe_open(single, framework="pt") as fh:
+                files = {name: single for name in fh.keys()}
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise ProfilerError(f"{single}: cannot read safetensors header ({exc})") from None
+    else:
+        raise ProfilerError(f"weights dir {root} has neither model.safetensors nor model.safetensors.index.json")
+    missing = sorted({str(p) for p in files.values() if not p.is_file()})
+    if missing:
+        raise ProfilerError(f"checkpoint shard(s) missing: {', '.join(missing)}")
+    return files
+
+
+def _check_names(root: Path, files: dict[str, Path], targets: dict, tied: bool) -> None:
+    missing = [name for name in targets if name not in files]
+    if missing:
+        raise ProfilerError(f"checkpoint {root} lacks tensor {missing[0]}"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    ignored = ("lm_head.weight",) if tied else ()  # a tied checkpoint may still store the shared matrix
+    extra = [n for n in files if n not in targets and n not in ignored and not n.endswith(_IGNORED_SUFFIXES)]
+    if extra:
+        raise ProfilerError(f"checkpoint {root} has tensor {extra[0]} that this config does not use "
+                            f"(config and checkpoint disagree)")
+
+
+@torch.no_grad()
+def load_hf_weights(model: torch.nn.Module, weights_dir: str | Path) -> None:
+    """Copy a HF safetensors checkpoint into ``model`` (cast to its dtype, moved to its device).
+
+    With ``tie_word_embeddings`` the LM head is the embedding matrix; any stored ``lm_head.weight`` is
+    ignored, as transformers does when it ties them.
+
+    Raises:
+        ProfilerError: missing directory or files, a tensor the model needs is absent, a tensor the
+            model does not have is present, or a shape mismatch (the message names the tensor).
+    """
+    root = Path(weights_dir)
+    files = checkpoint_files(root)
+    targets = _targets(model)
+    _check_names(root, files, targets, model.cfg.tie_word_embeddings)
+    for path in sorted(set(files[name] for name in targets)):
+        with safe_open(path, framework="pt") as fh:
+            for name in fh.keys():
+                if name in targets:
+                    _copy(name, fh.get_tensor(name), *targets[name])
+
+
+def _copy(name: str, src: torch.Tensor, dst: torch.Tensor, rows: slice | None) -> None:
+    view = dst if rows is None else dst[rows]
+    if tuple(src.shape) != tuple(view.shape):
+        raise ProfilerError(f"tensor {name} has shape {tuple(src.shape)} in the checkpoint, the config expects "
+                            f"{tuple(view.shape)}")
+    view.copy_(src)
+
+
+__all__ = ["init_dummy_weights", "load_hf_weights", "checkpoint_files"]

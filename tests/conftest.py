@@ -1,0 +1,34 @@
+"""Test set-up. TRITON_INTERPRET must be set before any module defining Triton kernels is imported,
+so it is set here, at collection time, whenever no CUDA GPU is present."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# ../shared/reference beside the checkout (the CI clone has a copy of shared/ beside it too).
+SHARED_REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+MODEL_CONFIGS = SHARED_REF / "model-configs"
+
+
+@pytest.fixture(scope="session")
+def model_configs_dir() -> Path:
+    if not MODEL_CONFIGS.is_dir():
+        pytest.fail(f"reference model configs not found at {MODEL_CONFIGS}")
+    return MODEL_CONFIGS
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    if not SHARED_REF.is_dir():
+        pytest.fail(f"shared reference pack not found at {SHARED_REF}")
+    return SHARED_REF
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

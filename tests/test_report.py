@@ -1,0 +1,103 @@
+"""`tokencost report`: every plot renders from a small results file; summary.md embeds them."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from profiler.results import append_result, read_records
+from tokencost.cli import main
+from tokencost.errors import CostError
+from tokencost.report import PLOT_FILES, aggregate_repeats, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(batch: int, ctx: int, repeat: int, tpot_s: float) -> dict:
+    return {"kind": "run", "model": "tiny", "device_name": "cpu", "dtype": "float32", "backend": "torch",
+            "batch_size": batch, "prompt_len": ctx, "gen_len": 8, "context_len": ctx, "ttft_s": 0.02,
+            "tpot_s": tpot_s, "output_tok_per_s": batch / tpot_s, "output_tok_per_s_per_seq": 1 / tpot_s,
+            "mbu": 0.1 * batch / (batch + 4), "usd_per_hour": 2.0, "roofline_output_tok_per_s": 4 * batch / tpot_s,
+            "usd_per_mtok_output": 2.0 / (batch / tpot_s * 3600) * 1e6, "usd_per_mtok_input": 0.01,
+            "step_times_s": [tpot_s] * 7, "status": "ok", "settings_key": f"b{batch}c{ctx}", "repeat": repeat}
+
+
+def _write_results(path, kernels=True, breakdown=True):
+    for batch in (1, 4, 16):
+        for ctx in (128, 512):
+            for repeat in (0, 1):
+                append_result(path, _run(batch, ctx, repeat, 0.004 * (1 + batch / 8) * (1 + ctx / 1024) + 1e-4 * repeat))
+    append_result(path, {"kind": "run", "model": "tiny", "batch_size": 256, "context_len": 512, "status": "skipped",
+                         "skip_reason": "out of memory", "settings_key": "b256c512", "repeat": 0})
+    if kernels:
+        for op, flop, nbytes, secs in (("linear", 2e9, 2e7, 1e-4), ("attention_decode", 1e8, 5e7, 2e-4)):
+            append_result(path, {"kind": "kernel", "op": op, "backend": "torch", "flop": flop, "bytes": nbytes,
+                                 "median_s": secs, "peak_flop_per_s": 1e12, "peak_bandwidth_bytes_per_s": 1e11})
+    if breakdown:
+        for op_class, t in (("matmul.qkv", 3e-3), ("attention", 2e-3), ("norm", 5e-4), ("other", 5e-4)):
+            append_result(path, {"kind": "breakdown", "model": "tiny", "batch_size": 4, "context_len": 512,
+                                 "op_class": op_class, "time_s": t})
+
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.size[0] > 100 and img.size[1] > 100
+
+
+def test_report_cli_renders_every_plot_and_summary(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    _write_results(results)
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out)]) == 0
+    summary = (out / "summary.md").read_text()
+    for name in PLOT_FILES.values():
+        _assert_png(out / name)
+        assert f"]({name})" in summary
+    assert "out of memory" in summary and "| 2 |" in summary  # skipped point listed; 2 repeats per point
+    assert '"summary_md"' in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_plots_without_data_are_skipped_with_a_note(tmp_path):
+    results = tmp_path / "results.jsonl"
+    _write_results(results, kernels=False, breakdown=False)
+    report = write_report(read_records(results), tmp_path / "out")
+    assert report.plots["roofline"] is None and report.plots["breakdown"] is None
+    assert not (tmp_path / "out" / "roofline.png").exists()
+    summary = report.summary_path.read_text()
+    assert "roofline plot skipped" in summary and "breakdown plot skipped" in summary
+    _assert_png(report.plots["frontier"])
+
+
+def test_aggregate_repeats_takes_medians():
+    recs = [_run(4, 128, r, t) for r, t in enumerate((0.010, 0.012, 0.020))]
+    (point,) = aggregate_repeats(recs)
+    assert point["n_repeats"] == 3 and point["tpot_s"] == 0.012
+    assert point["output_tok_per_s"] == pytest.approx(4 / 0.012)
+
+
+def test_malformed_kernel_record_is_a_clear_error(tmp_path):
+    recs = [{"kind": "kernel", "op": "linear", "flop": 0, "bytes": 1, "median_s": 1,
+             "peak_flop_per_s": 1, "peak_bandwidth_bytes_per_s": 1}]
+    with pytest.raises(CostError, match="flop"):
+        write_report(recs, tmp_path)
+    with pytest.raises(CostError, match="no records"):
+        write_report([], tmp_path)
+
+
+def test_report_cli_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokencost: error:") and "not found" in err and "\n" not in err
+
+
+def test_cost_modules_do_not_import_torch():
+    code = ("import sys, tokencost.report, tokencost.frontier, tokencost.stats, tokencost.cli.report_cmd; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

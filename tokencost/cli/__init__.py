@@ -1,0 +1,64 @@
+"""The ``tokencost`` command line.
+
+Subcommands live one per module (``*_cmd.py``), each exposing ``add_parser(subparsers)`` and
+``run(args) -> int``. Modules import torch and the profiler lazily, inside ``run``, so that
+``tokencost prices`` and ``tokencost validate`` work without touching torch.
+
+Bad input ends with one line on stderr, ``tokencost: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tokencost.cli.common import OneLineParser, fail
+
+# Order = order in --help.
+_COMMANDS = ("run", "compare", "models", "kernels", "sweep", "breakdown", "report", "prices", "validate")
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"tokencost.cli.{name}_cmd")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"tokencost.cli.{name}_cmd":
+            return None  # not built yet in this checkout
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="tokencost", description="Measure tokens/s on this device and turn it into $ per million tokens.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in _COMMANDS:
+        module = _load(name)
+        if module is not None:
+            module.add_parser(sub).set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("tokencost: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        fail(str(exc))
+    except MemoryError:
+        fail("out of host memory; try a smaller --batch-size, --prompt-len or model")
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            fail("out of device memory; try a smaller --batch-size, --prompt-len or model")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

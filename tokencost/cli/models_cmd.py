@@ -1,0 +1,53 @@
+"""``tokencost models``: the built-in model presets with their sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+from tokencost.cli.common import print_json_line
+
+BF16_BYTES = 2
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("models", help="list the built-in model presets",
+                       description="List presets with parameter count and bytes read per decode step "
+                                   "(batch 1, bf16 weights, KV cache at 1 token of context).")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def model_rows() -> list[dict]:
+    from profiler import roofline
+    from profiler.presets import get_preset, preset_names
+
+    rows = []
+    for name in preset_names():
+        cfg = get_preset(name)
+        rows.append({
+            "model": name, "model_type": cfg.model_type, "param_count": roofline.param_count(cfg),
+            "bytes_per_step_bf16_batch1": roofline.decode_bytes_per_step(cfg, 1, 1, BF16_BYTES),
+            "kv_bytes_per_token_bf16": roofline.kv_bytes_per_token(cfg, BF16_BYTES),
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "decode_loop": not cfg.is_moe, "source": cfg.source,
+        })
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = model_rows()
+    if args.json:
+        print_json_line({"models": rows})
+        return 0
+    table = Table(title="tokencost model presets (bytes: bf16, batch 1)")
+    for col in ("model", "type", "params", "bytes/decode step", "KV bytes/token", "max positions", "decode loop"):
+        table.add_column(col, justify="left" if col in ("model", "type") else "right")
+    for r in rows:
+        table.add_row(r["model"], r["model_type"], f"{r['param_count'] / 1e9:.3f} B",
+                      f"{r['bytes_per_step_bf16_batch1'] / 1e9:.3f} GB", f"{r['kv_bytes_per_token_bf16'] / 1024:.1f} KiB",
+                      f"{r['max_position_embeddings']:,}", "yes" if r["decode_loop"] else "roofline only")
+    Console().print(table)
+    return 0

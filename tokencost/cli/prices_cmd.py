@@ -1,0 +1,102 @@
+"""``tokencost prices``: the price catalog (GPU-hour, vCPU-hour and API token prices) with sources."""
+
+from __future__ import annotations
+
+import argparse
+
+from tokencost.cli.common import print_json_line
+
+_GROUPS = ("gpu", "cpu", "api")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("prices", help="list GPU-hour, vCPU-hour and API token prices with source and date",
+                       description="List the price catalog. A per-GPU value next to an instance price is "
+                                   "derived (instance price ÷ GPUs). Names work with --price-from.")
+    p.add_argument("--catalog", metavar="PATH", action="append",
+                   help="a CSV adding or overriding catalog rows (repeatable)")
+    p.add_argument("--tier", metavar="TIER",
+                   help="only this tier (on-demand, spot, reserved-1yr, owned-hyperscaler, ...), or cpu / api")
+    p.add_argument("--gpu", metavar="NAME", help="only prices of this GPU (catalog or driver name)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return p
+
+
+def _selected(args: argparse.Namespace) -> dict[str, list]:
+    """Rows per group after the --tier / --gpu filters.
+
+    Raises:
+        CostError: an unknown tier or GPU.
+    """
+    from tokencost.catalog import PRICE_TIERS, use_catalogs
+    from tokencost.errors import CostError
+    from tokencost.hardware import gpu_by_name
+    from tokencost.prices import list_api_prices, list_cpu_prices, list_prices
+
+    use_catalogs(args.catalog)
+    gpu = gpu_by_name(args.gpu).name if args.gpu else None
+    tier = args.tier
+    if tier is not None and tier not in PRICE_TIERS + ("cpu", "api"):
+        raise CostError(f"unknown tier {tier!r}; tiers: {', '.join(PRICE_TIERS)}, cpu, api")
+    groups = {"gpu": list_prices(None if tier in ("cpu", "api") else tier, gpu),
+              "cpu": list_cpu_prices(), "api": list_api_prices()}
+    keep = {"cpu": ("cpu",), "api": ("api",)}.get(tier, ("gpu",) if tier or gpu else _GROUPS)
+    return {name: rows if name in keep else [] for name, rows in groups.items()}
+
+
+def _gpu_table(quotes):
+    from rich.table import Table
+
+    table = Table(title="GPU prices ($/GPU-hour; 'derived' = instance price ÷ GPUs)")
+    for col in ("name", "gpu", "tier", "$/GPU-h", "$/instance-h", "GPUs", "default", "date", "source"):
+        table.add_column(col, justify="right" if col.startswith("$") or col == "GPUs" else "left",
+                         overflow="fold")
+    for q in quotes:
+        table.add_row(q.name, q.device, q.tier, f"{q.usd_per_gpu_hour:.4g}" + (" (derived)" if q.derived else ""),
+                      f"{q.usd_per_instance_hour:.6g}" if q.usd_per_instance_hour else "",
+                      str(q.units_per_instance or ""), "yes" if q.is_default else "", q.date, q.source)
+    return table
+
+
+def _cpu_table(quotes):
+    from rich.table import Table
+
+    table = Table(title="CPU prices ($/vCPU-hour derived = instance price ÷ vCPUs)")
+    for col in ("name", "$/vCPU-h", "$/instance-h", "vCPUs", "default", "date", "source"):
+        table.add_column(col, overflow="fold")
+    for q in quotes:
+        table.add_row(q.name, f"{q.usd_per_vcpu_hour:.4g} (derived)", f"{q.usd_per_instance_hour:.4g}",
+                      str(q.units_per_instance), "yes" if q.is_default else "", q.date, q.source)
+    return table
+
+
+def _api_table(prices):
+    from rich.table import Table
+
+    table = Table(title="Open-model API prices ($ per million tokens)")
+    for col in ("name", "model", "provider", "input $/Mtok", "output $/Mtok", "date", "source"):
+        table.add_column(col, overflow="fold")
+    for p in prices:
+        table.add_row(p.name, p.model, p.provider, f"{p.usd_per_mtok_input:.4g}", f"{p.usd_per_mtok_output:.4g}",
+                      p.date, p.source)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rich.console import Console
+
+    groups = _selected(args)
+    if args.json:
+        print_json_line({"gpu_prices": [q.as_dict() for q in groups["gpu"]],
+                         "cpu_prices": [q.as_dict() for q in groups["cpu"]],
+                         "api_prices": [dataclasses.asdict(p) for p in groups["api"]]})
+        return 0
+    console = Console()
+    for name, build in (("gpu", _gpu_table), ("cpu", _cpu_table), ("api", _api_table)):
+        if groups[name]:
+            console.print(build(groups[name]))
+    if not any(groups.values()):
+        console.print("no prices match these filters")
+    return 0

@@ -1,0 +1,74 @@
+"""``tokencost run``: measure one model on the local device and print tok/s and $/Mtok."""
+
+from __future__ import annotations
+
+import argparse
+
+from tokencost.cli.common import (add_price_args, non_negative_int, positive_int, print_json_line,
+                                  write_json)
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    """Options shared by run, compare, kernels, sweep and breakdown."""
+    parser.add_argument("--model", default=None, help=f"preset name (default {DEFAULT_MODEL}; see `tokencost models`)")
+    parser.add_argument("--config", metavar="PATH", help="a Hugging Face config.json instead of a preset")
+    parser.add_argument("--weights", metavar="DIR", help="local HF checkpoint dir (safetensors); default: dummy weights")
+    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
+    parser.add_argument("--backend", default="torch", help="op implementations: torch, triton, or a registered variant")
+    parser.add_argument("--op", action="append", default=[], metavar="OP=BACKEND",
+                        help="per-op override, e.g. --op attention_decode=torch (repeatable)")
+    if batch:
+        parser.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the dummy weights and prompt")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="measure prefill and decode of one model and price it",
+                       description="Measure TTFT, TPOT and tok/s of a model on the local device and print $/Mtok.")
+    add_model_args(p)
+    p.add_argument("--prompt-len", type=positive_int, default=128, help="input tokens per sequence")
+    p.add_argument("--gen-len", type=positive_int, default=32, help="output tokens per sequence (>= 2)")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed decode steps before timing")
+    add_price_args(p)
+    p.add_argument("--json", metavar="PATH", help="also write the result record to PATH")
+    return p
+
+
+def parse_overrides(items: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--op expects OP=BACKEND, got {item!r}")
+        op, backend = item.split("=", 1)
+        out.append((op.strip(), backend.strip()))
+    return tuple(out)
+
+
+def spec_from_args(args: argparse.Namespace, **extra):
+    """Build a :class:`profiler.runner.RunSpec` from parsed options (model resolution included)."""
+    from profiler.presets import resolve_model
+    from profiler.runner import RunSpec
+
+    cfg = resolve_model(args.model if (args.model or args.config) else DEFAULT_MODEL, args.config)
+    fields = dict(cfg=cfg, device=args.device, dtype=args.dtype, backend=args.backend,
+                  op_overrides=parse_overrides(args.op), weights_dir=args.weights, seed=args.seed)
+    for name in ("batch_size", "prompt_len", "gen_len", "warmup_steps"):
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    fields.update(extra)
+    return RunSpec(**fields)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokencost.cli.measure_hook import measure_and_price
+    from tokencost.cli.render import print_run_table
+
+    spec = spec_from_args(args)
+    record = measure_and_price(spec, args)
+    print_run_table(record)
+    write_json(args.json, record)
+    print_json_line(record)
+    return 0

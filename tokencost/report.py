@@ -1,0 +1,330 @@
+"""PNG plots and a Markdown summary from a results file's records (``tokencost report``).
+
+Input: the records of a JSONL results file (profiler/results.py documents the schema), mixed kinds:
+``run`` (measured decode points), ``kernel`` (kernel benchmarks) and ``breakdown`` (op-class shares of
+a decode step). Output files in the chosen folder:
+
+- ``frontier.png``: throughput per device against interactivity (tok/s per sequence), the Pareto
+  frontier of each model/device/dtype/backend series annotated with $/Mtok output.
+- ``batch.png`` / ``context.png``: output tok/s and MBU against batch size / context length.
+- ``roofline.png``: kernels' arithmetic intensity (FLOP/byte) against achieved FLOP/s under the device
+  ceilings min(peak FLOP/s, intensity × peak bandwidth) (Williams, Waterman & Patterson, "Roofline",
+  CACM 2009; metrics.md section 3.2).
+- ``breakdown.png``: share of decode-step time per op class.
+- ``summary.md``: a table of the points and the images; a plot without data is skipped with a note.
+
+Repeats of a point (same ``settings_key``) are plotted as their median. Torch-free; matplotlib is used
+through ``Figure`` objects (Agg canvas), never through pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from matplotlib.figure import Figure
+
+from tokencost.errors import CostError
+from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
+
+PLOT_FILES: dict[str, str] = {
+    "frontier": "frontier.png",
+    "batch": "batch.png",
+    "context": "context.png",
+    "roofline": "roofline.png",
+    "breakdown": "breakdown.png",
+}
+_MEDIAN_KEYS = ("ttft_s", "tpot_s", THROUGHPUT_KEY, INTERACTIVITY_KEY, "mbu", "usd_per_mtok_output",
+                "usd_per_mtok_input", "roofline_output_tok_per_s")
+_SERIES_KEYS = ("model", "device_name", "dtype", "backend")
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`write_report` wrote: plot name -> PNG path (None when skipped), notes, summary path."""
+
+    plots: dict[str, Path | None]
+    notes: list[str]
+    summary_path: Path
+
+
+# ----------------------------------------------------------------------------------------------
+# Record selection
+
+
+def _kind(record: dict) -> str:
+    return record.get("kind", "run")
+
+
+def _context(record: dict) -> Any:
+    return record.get("context_len", record.get("prompt_len"))
+
+
+def _point_key(record: dict) -> tuple:
+    if record.get("settings_key"):
+        return ("key", record["settings_key"])
+    return tuple(record.get(k) for k in _SERIES_KEYS + ("batch_size", "prompt_len", "gen_len", "context_len"))
+
+
+def _median_of(group: list[dict], key: str) -> float | None:
+    values = [r[key] for r in group if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+    return statistics.median(values) if values else None
+
+
+def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
+    """One dict per point: the first repeat's fields, with the median over repeats of the plotted
+    metrics and ``n_repeats`` (``context_len`` falls back to ``prompt_len``). Records with status
+    "skipped" are left out."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r.get("status", "ok") != "skipped":
+            groups[_point_key(r)].append(r)
+    points = []
+    for group in groups.values():
+        point = {**group[0], "n_repeats": len(group), "context_len": _context(group[0])}
+        point.update({k: _median_of(group, k) for k in _MEDIAN_KEYS if any(k in r for r in group)})
+        points.append(point)
+    return points
+
+
+def _series(points: list[dict]) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = defaultdict(list)
+    for p in points:
+        by[" / ".join(str(p.get(k, "?")) for k in _SERIES_KEYS)].append(p)
+    return dict(by)
+
+
+def _plottable(points: list[dict], *keys: str) -> list[dict]:
+    return [p for p in points if all(isinstance(p.get(k), (int, float)) and p[k] > 0 for k in keys)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots (each returns a Figure, or None with the reason when there is nothing to draw)
+
+
+def _point_label(p: dict) -> str:
+    label = f"B={p.get('batch_size', '?')} ctx={_context(p)}"
+    usd = p.get("usd_per_mtok_output")
+    return label + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
+
+
+def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
+    """Throughput per device vs interactivity, frontier per series, $/Mtok output on frontier points."""
+    pts = _plottable(points, THROUGHPUT_KEY, INTERACTIVITY_KEY)
+    if not pts:
+        return None, "no measured run points with output_tok_per_s and output_tok_per_s_per_seq"
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for name, series in _series(pts).items():
+        front = pareto_frontier(series)
+        ax.scatter([p[INTERACTIVITY_KEY] for p in series], [p[THROUGHPUT_KEY] for p in series], alpha=0.35, s=18)
+        line = ax.plot([p[INTERACTIVITY_KEY] for p in front], [p[THROUGHPUT_KEY] for p in front], "o-", label=name)
+        for p in front:
+            ax.annotate(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points", color=line[0].get_color())
+    ax.set(xlabel="interactivity: output tok/s per sequence (1 / TPOT)", ylabel="output tok/s per device",
+           title="Throughput-interactivity frontier ($/Mtok output on frontier points)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig, None
+
+
+def _vs_plot(points: list[dict], x_key: str, group_key: str, x_label: str, group_label: str):
+    pts = _plottable(points, x_key, THROUGHPUT_KEY)
+    if len({p[x_key] for p in pts}) < 2:
+        return None, f"fewer than two distinct {x_label} values among the run points"
+    fig = Figure(figsize=(8, 6.5), layout="constrained")
+    ax_tok, ax_mbu = fig.subplots(2, 1, sharex=True)
+    multi = len(_series(pts)) > 1
+    for name, series in _series(pts).items():
+        for g in sorted({p.get(group_key) for p in series}, key=str):
+            line = sorted((p for p in series if p.get(group_key) == g), key=lambda p: p[x_key])
+            label = f"{group_label}{g}" + (f" ({name})" if multi else "")
+            ax_tok.plot([p[x_key] for p in line], [p[THROUGHPUT_KEY] for p in line], "o-", label=label)
+            mbu = [(p[x_key], p["mbu"] * 100) for p in line if isinstance(p.get("mbu"), (int, float))]
+            if mbu:
+                ax_mbu.plot(*zip(*mbu), "o-", label=label)
+    ax_tok.set(ylabel="output tok/s per device", title=f"Throughput and MBU against {x_label}")
+    ax_mbu.set(xlabel=x_label, ylabel="MBU (%)")
+    for ax in (ax_tok, ax_mbu):
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+    ax_tok.legend(fontsize=7)
+    return fig, None
+
+
+def plot_vs_batch(points: list[dict]) -> tuple[Figure | None, str | None]:
+    """Output tok/s and MBU against batch size, one line per context length."""
+    return _vs_plot(points, "batch_size", "context_len", "batch size", "ctx ")
+
+
+def plot_vs_context(points: list[dict]) -> tuple[Figure | None, str | None]:
+    """Output tok/s and MBU against context length, one line per batch size."""
+    return _vs_plot(points, "context_len", "batch_size", "context length (tokens)", "B=")
+
+
+def _kernel_point(k: dict) -> tuple[float, float]:
+    for key in ("flop", "bytes", "median_s"):
+        if not isinstance(k.get(key), (int, float)) or k[key] <= 0:
+            raise CostError(f"kernel record needs a positive {key!r}, got {k.get(key)!r}")
+    return k["flop"] / k["bytes"], k["flop"] / k["median_s"]
+
+
+def _ceilings(kernels: list[dict]) -> tuple[float, float]:
+    peaks = {(k.get("peak_flop_per_s"), k.get("peak_bandwidth_bytes_per_s")) for k in kernels}
+    if len(peaks) != 1:
+        raise CostError(f"kernel records mix device ceilings {sorted(map(str, peaks))}; report one device at a time")
+    flops, bw = peaks.pop()
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (flops, bw)):
+        raise CostError("kernel records need positive peak_flop_per_s and peak_bandwidth_bytes_per_s")
+    return float(flops), float(bw)
+
+
+def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
+    """Arithmetic intensity vs achieved FLOP/s per kernel, under min(peak FLOP/s, AI × bandwidth)."""
+    if not kernels:
+        return None, "no kernel records (kind = \"kernel\") in the results"
+    peak_flops, peak_bw = _ceilings(kernels)
+    pts = [(_kernel_point(k), f"{k.get('op', '?')}/{k.get('backend', '?')}") for k in kernels]
+    ridge = peak_flops / peak_bw
+    xs = [ai for (ai, _), _ in pts] + [ridge]
+    x_grid = [min(xs) / 4 * (max(xs) * 16 / min(xs)) ** (i / 200) for i in range(201)]
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x_grid, [min(peak_flops, x * peak_bw) for x in x_grid], "k-", lw=1.5, label="device ceilings")
+    ax.axvline(ridge, color="grey", ls=":", lw=1, label=f"ridge {ridge:.3g} FLOP/byte")
+    for (ai, achieved), label in pts:
+        ax.scatter([ai], [achieved], s=30, zorder=3)
+        ax.annotate(label, (ai, achieved), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s",
+           title=f"Kernel roofline (peak {peak_flops:.3g} FLOP/s, {peak_bw:.3g} B/s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig, None
+
+
+def _breakdown_shares(records: list[dict]) -> dict[str, float]:
+    if all(isinstance(r.get("share"), (int, float)) for r in records):
+        shares = {r["op_class"]: float(r["share"]) for r in records}
+    else:
+        times = {r["op_class"]: r.get("time_s") for r in records}
+        if not all(isinstance(t, (int, float)) and t >= 0 for t in times.values()) or sum(times.values()) <= 0:
+            raise CostError("breakdown records need a share or a non-negative time_s per op_class")
+        shares = {c: t / sum(times.values()) for c, t in times.items()}
+    if any(s < 0 for s in shares.values()):
+        raise CostError(f"breakdown shares must be >= 0, got {shares}")
+    return shares
+
+
+def _breakdown_groups(records: list[dict]) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if "op_class" not in r:
+            raise CostError("a breakdown record has no 'op_class'")
+        label = r.get("label") or f"{r.get('model', '?')} B={r.get('batch_size', '?')} ctx={_context(r)}"
+        groups[str(label)].append(r)
+    return {label: _breakdown_shares(rs) for label, rs in groups.items()}
+
+
+def plot_breakdown(records: list[dict]) -> tuple[Figure | None, str | None]:
+    """One horizontal bar per profiled configuration, stacked by op-class share of step time."""
+    if not records:
+        return None, "no breakdown records (kind = \"breakdown\") in the results"
+    groups = _breakdown_groups(records)
+    classes = sorted({c for shares in groups.values() for c in shares})
+    fig = Figure(figsize=(9, 1.6 + 0.6 * len(groups)), layout="constrained")
+    ax = fig.add_subplot()
+    labels = list(groups)
+    left = [0.0] * len(labels)
+    for c in classes:
+        widths = [groups[g].get(c, 0.0) * 100 for g in labels]
+        bars = ax.barh(labels, widths, left=left, label=c)
+        ax.bar_label(bars, labels=[f"{w:.0f}%" if w >= 5 else "" for w in widths], label_type="center", fontsize=7)
+        left = [a + w for a, w in zip(left, widths)]
+    ax.set(xlabel="share of decode-step time (%)", title="Where the decode step time goes", xlim=(0, max(100, *left)))
+    ax.legend(fontsize=7, ncols=min(4, len(classes)), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return fig, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary and orchestration
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value * scale:.{digits}g}"
+
+
+def _floor_multiple(p: dict) -> str:
+    try:
+        return _fmt(cost_vs_floor(p["usd_per_hour"], p[THROUGHPUT_KEY], p["roofline_output_tok_per_s"])["multiple_of_floor"], digits=3)
+    except (KeyError, TypeError, CostError):
+        return "n/a"
+
+
+def _points_table(points: list[dict]) -> list[str]:
+    header = ("| series | batch | context | repeats | TTFT (ms) | TPOT (ms) | output tok/s | tok/s per seq "
+              "| MBU (%) | $/Mtok output | $/Mtok input | × roofline floor |")
+    lines = [header, "|" + "---|" * 12]
+    for name, series in _series(points).items():
+        for p in sorted(series, key=lambda p: (p.get("batch_size") or 0, _context(p) or 0)):
+            lines.append(
+                f"| {name} | {p.get('batch_size', 'n/a')} | {_context(p)} | {p.get('n_repeats', 1)} "
+                f"| {_fmt(p.get('ttft_s'), 1e3)} | {_fmt(p.get('tpot_s'), 1e3)} | {_fmt(p.get(THROUGHPUT_KEY))} "
+                f"| {_fmt(p.get(INTERACTIVITY_KEY))} | {_fmt(p.get('mbu'), 100, 3)} "
+                f"| {_fmt(p.get('usd_per_mtok_output'))} | {_fmt(p.get('usd_per_mtok_input'))} | {_floor_multiple(p)} |")
+    return lines
+
+
+def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, Path | None], notes: list[str]) -> str:
+    lines = ["# tokencost report", "",
+             f"{len(points)} measured point(s), {len(skipped)} skipped. TPOT is the median decode step; "
+             "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; repeats are shown as medians. "
+             "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput.", ""]
+    if points:
+        lines += ["## Points", ""] + _points_table(points) + [""]
+    for r in skipped:
+        lines.append(f"- skipped: B={r.get('batch_size')} ctx={_context(r)}: {r.get('skip_reason', 'no reason recorded')}")
+    lines += ["", "## Plots", ""]
+    for name, path in plots.items():
+        if path is not None:
+            lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(records: list[dict], out_dir: str | Path) -> Report:
+    """Render every plot that has data into ``out_dir`` and write ``summary.md`` embedding them.
+
+    Raises CostError when there are no records or a record of a known kind is malformed.
+    """
+    if not records:
+        raise CostError("the results file has no records")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [r for r in records if _kind(r) == "run"]
+    points = aggregate_repeats(runs)
+    inputs = {"frontier": (plot_frontier, points), "batch": (plot_vs_batch, points),
+              "context": (plot_vs_context, points),
+              "roofline": (plot_roofline, [r for r in records if _kind(r) == "kernel"]),
+              "breakdown": (plot_breakdown, [r for r in records if _kind(r) == "breakdown"])}
+    plots: dict[str, Path | None] = {}
+    notes: list[str] = []
+    for name, (fn, data) in inputs.items():
+        fig, note = fn(data)
+        plots[name] = None if fig is None else out / PLOT_FILES[name]
+        if fig is None:
+            notes.append(f"{name} plot skipped: {note}")
+        else:
+            fig.savefig(plots[name], dpi=120)
+    skipped = [r for r in runs if r.get("status") == "skipped"]
+    summary = out / "summary.md"
+    summary.write_text(_summary_markdown(points, skipped, plots, notes), encoding="utf-8")
+    return Report(plots, notes, summary)
