@@ -31,7 +31,7 @@ def _write_results(path, kernels=True, breakdown=True):
     append_result(path, {"kind": "run", "model": "tiny", "batch_size": 256, "context_len": 512, "status": "skipped",
                          "skip_reason": "out of memory", "settings_key": "b256c512", "repeat": 0})
     if kernels:
-        for op, flop, nbytes, secs in (("linear", 2e9, 2e7, 1e-4), ("attention_decode", 1e8, 5e7, 2e-4)):
+        for op, flop, nbytes, secs in (("linear", 2e9, 2e7, 4e-3), ("attention_decode", 1e8, 5e7, 1e-3)):
             append_result(path, {"kind": "kernel", "op": op, "backend": "torch", "flop": flop, "bytes": nbytes,
                                  "median_s": secs, "peak_flop_per_s": 1e12, "peak_bandwidth_bytes_per_s": 1e11})
     if breakdown:
@@ -60,6 +60,16 @@ def test_report_cli_renders_every_plot_and_summary(tmp_path, capsys):
         assert f"]({name})" in summary
     assert "out of memory" in summary and "| 2 |" in summary  # skipped point listed; 2 repeats per point
     assert '"summary_md"' in capsys.readouterr().out.strip().splitlines()[-1]
+    assert "above the device ceiling" not in summary
+
+
+def test_kernel_above_the_roof_is_flagged(tmp_path):
+    recs = [{"kind": "kernel", "op": "linear", "backend": "torch", "flop": 2e9, "bytes": 2e7, "median_s": 1e-4,
+             "peak_flop_per_s": 1e12, "peak_bandwidth_bytes_per_s": 1e11}]  # 2e13 FLOP/s > 1e12 peak
+    report = write_report(recs, tmp_path)
+    assert report.plots["roofline"] is not None
+    assert any("linear/torch above the device ceiling" in n for n in report.notes)
+    assert "above the device ceiling" in report.summary_path.read_text()
 
 
 def test_plots_without_data_are_skipped_with_a_note(tmp_path):

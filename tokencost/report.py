@@ -116,7 +116,7 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
     """Throughput per device vs interactivity, frontier per series, $/Mtok output on frontier points."""
     pts = _plottable(points, THROUGHPUT_KEY, INTERACTIVITY_KEY)
     if not pts:
-        return None, "no measured run points with output_tok_per_s and output_tok_per_s_per_seq"
+        return None, "frontier plot skipped: no measured run points with output_tok_per_s and output_tok_per_s_per_seq"
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for name, series in _series(pts).items():
@@ -130,20 +130,27 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
            title="Throughput-interactivity frontier ($/Mtok output on frontier points)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.margins(0.12)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return fig, None
 
 
+def _numeric_first(value: Any) -> tuple:
+    """Sort key: numbers in numeric order, then anything else by its text."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if is_number else (1, 0, str(value))
+
+
 def _vs_plot(points: list[dict], x_key: str, group_key: str, x_label: str, group_label: str):
     pts = _plottable(points, x_key, THROUGHPUT_KEY)
     if len({p[x_key] for p in pts}) < 2:
-        return None, f"fewer than two distinct {x_label} values among the run points"
+        return None, f"plot against {x_label} skipped: fewer than two distinct values among the run points"
     fig = Figure(figsize=(8, 6.5), layout="constrained")
     ax_tok, ax_mbu = fig.subplots(2, 1, sharex=True)
     multi = len(_series(pts)) > 1
     for name, series in _series(pts).items():
-        for g in sorted({p.get(group_key) for p in series}, key=str):
+        for g in sorted({p.get(group_key) for p in series}, key=_numeric_first):
             line = sorted((p for p in series if p.get(group_key) == g), key=lambda p: p[x_key])
             label = f"{group_label}{g}" + (f" ({name})" if multi else "")
             ax_tok.plot([p[x_key] for p in line], [p[THROUGHPUT_KEY] for p in line], "o-", label=label)
@@ -186,10 +193,22 @@ def _ceilings(kernels: list[dict]) -> tuple[float, float]:
     return float(flops), float(bw)
 
 
+def _above_roof(pts: list, peak_flops: float, peak_bw: float) -> str | None:
+    """Kernels above min(peak, AI × bandwidth): their FLOP/byte counts or the peaks are wrong
+    (metrics.md section 3.1 counter-check), or a warm cache beat HBM bandwidth."""
+    above = [label for (ai, achieved), label in pts if achieved > 1.01 * min(peak_flops, ai * peak_bw)]
+    if not above:
+        return None
+    return (f"roofline: {', '.join(above)} above the device ceiling; check the FLOP and byte counts, "
+            "the peak figures, or cache effects")
+
+
 def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
-    """Arithmetic intensity vs achieved FLOP/s per kernel, under min(peak FLOP/s, AI × bandwidth)."""
+    """Arithmetic intensity vs achieved FLOP/s per kernel, under min(peak FLOP/s, AI × bandwidth).
+
+    The note is set when a kernel lies above the ceiling."""
     if not kernels:
-        return None, "no kernel records (kind = \"kernel\") in the results"
+        return None, "roofline plot skipped: no kernel records (kind = \"kernel\") in the results"
     peak_flops, peak_bw = _ceilings(kernels)
     pts = [(_kernel_point(k), f"{k.get('op', '?')}/{k.get('backend', '?')}") for k in kernels]
     ridge = peak_flops / peak_bw
@@ -206,7 +225,7 @@ def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
            title=f"Kernel roofline (peak {peak_flops:.3g} FLOP/s, {peak_bw:.3g} B/s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return fig, None
+    return fig, _above_roof(pts, peak_flops, peak_bw)
 
 
 def _breakdown_shares(records: list[dict]) -> dict[str, float]:
@@ -235,7 +254,7 @@ def _breakdown_groups(records: list[dict]) -> dict[str, dict[str, float]]:
 def plot_breakdown(records: list[dict]) -> tuple[Figure | None, str | None]:
     """One horizontal bar per profiled configuration, stacked by op-class share of step time."""
     if not records:
-        return None, "no breakdown records (kind = \"breakdown\") in the results"
+        return None, "breakdown plot skipped: no breakdown records (kind = \"breakdown\") in the results"
     groups = _breakdown_groups(records)
     classes = sorted({c for shares in groups.values() for c in shares})
     fig = Figure(figsize=(9, 1.6 + 0.6 * len(groups)), layout="constrained")
@@ -248,7 +267,7 @@ def plot_breakdown(records: list[dict]) -> tuple[Figure | None, str | None]:
         ax.bar_label(bars, labels=[f"{w:.0f}%" if w >= 5 else "" for w in widths], label_type="center", fontsize=7)
         left = [a + w for a, w in zip(left, widths)]
     ax.set(xlabel="share of decode-step time (%)", title="Where the decode step time goes", xlim=(0, max(100, *left)))
-    ax.legend(fontsize=7, ncols=min(4, len(classes)), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig, None
 
 
@@ -296,7 +315,8 @@ def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, 
     for name, path in plots.items():
         if path is not None:
             lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
-    lines += [f"- {n}" for n in notes]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -320,9 +340,9 @@ def write_report(records: list[dict], out_dir: str | Path) -> Report:
     for name, (fn, data) in inputs.items():
         fig, note = fn(data)
         plots[name] = None if fig is None else out / PLOT_FILES[name]
-        if fig is None:
-            notes.append(f"{name} plot skipped: {note}")
-        else:
+        if note:
+            notes.append(note)
+        if fig is not None:
             fig.savefig(plots[name], dpi=120)
     skipped = [r for r in runs if r.get("status") == "skipped"]
     summary = out / "summary.md"

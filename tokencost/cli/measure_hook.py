@@ -54,11 +54,14 @@ def progress_display(label: str):
 def measure_and_price(spec, args: argparse.Namespace) -> dict:
     """Measure ``spec`` (a RunSpec) on its device and return the priced result record."""
     from profiler.env import collect_env
-    from profiler.runner import check_positions, resolve_device, run_point
+    from profiler.backends import resolve
+    from profiler.runner import check_positions, resolve_device, resolve_dtype, run_point
 
     spec.settings().validate()
     check_positions(spec)
     device = resolve_device(spec.device)
+    resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
+    resolve(spec.backend, dict(spec.op_overrides))
     price = resolve_price(args, device_type=device.type, device=device)  # fail fast on a bad price
     bandwidth, bw_source = device_bandwidth(device)
     env = collect_env(device)

@@ -1,0 +1,228 @@
+"""Catalog loading and validation, GPU lookup by driver name, price lookups and user overrides.
+
+Expected figures are copied from shared/reference/gpu-specs.md and prices.md (their tables), so a
+data-entry slip in the CSV files fails here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tokencost import catalog as catalog_mod
+from tokencost.catalog import SCHEMAS, load_catalog, use_catalogs
+from tokencost.cli import main
+from tokencost.errors import CostError
+from tokencost.hardware import gpu_by_name, list_gpus, lookup_gpu
+from tokencost.prices import (api_price_from_name, default_price_for_device, list_cpu_prices, list_prices,
+                              price_from_name)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_catalog():
+    catalog_mod._ACTIVE = None
+    yield
+    catalog_mod._ACTIVE = None
+
+
+def _write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_builtin_row_has_source_and_date():
+    cat = load_catalog()
+    for kind in SCHEMAS:
+        rows = cat.rows(kind)
+        assert rows, kind
+        for row in rows:
+            assert row["source"].strip() and row["date"].strip(), (kind, row)
+
+
+@pytest.mark.parametrize("driver_name, expected", [
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H200", "h200"),
+    ("NVIDIA B200", "b200"), ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"), ("NVIDIA A100-SXM4-40GB", "a100-sxm-40gb"),
+    ("NVIDIA L40S", "l40s"), ("NVIDIA L4", "l4"), ("NVIDIA A10G", "a10g"), ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+    ("AMD Instinct MI300X", "mi300x"), ("AMD Instinct MI325X", "mi325x"), ("  NVIDIA L4 ", "l4"), ("h100-sxm", "h100-sxm"),
+])
+def test_lookup_gpu_driver_names(driver_name, expected):
+    assert lookup_gpu(driver_name).name == expected
+
+
+@pytest.mark.parametrize("near_miss", [
+    "NVIDIA H100 NVL", "NVIDIA H100", "NVIDIA H100 80GB", "nvidia h100 80gb hbm3", "NVIDIA H800",
+    "NVIDIA H200 NVL", "NVIDIA GH200 480GB", "NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe", "NVIDIA A100",
+    "NVIDIA L40", "NVIDIA L4S", "NVIDIA A10", "NVIDIA GeForce RTX 4090 D", "NVIDIA GeForce RTX 4080",
+    "AMD Instinct MI300A", "AMD Instinct MI300X VF", "H100", "cpu", "",
+])
+def test_lookup_gpu_near_misses_are_unknown(near_miss):
+    assert lookup_gpu(near_miss) is None
+
+
+def test_gpu_by_name_unknown_lists_names():
+    with pytest.raises(CostError, match="unknown GPU 'NVIDIA H100 NVL'.*h100-sxm"):
+        gpu_by_name("NVIDIA H100 NVL")
+
+
+# Ridge point = dense BF16 TFLOP/s ÷ bandwidth (FLOP/byte), gpu-specs.md §1 last column.
+RIDGE = {"h100-sxm": 295, "h100-pcie": 378, "h200": 206, "b200": 281, "a100-sxm-40gb": 201, "a100-sxm-80gb": 153,
+         "l40s": 419, "l4": 403, "a10g": 117, "rtx-4090": 164, "mi300x": 247, "mi325x": 218}
+
+
+def test_spec_table_matches_reference_ridge_points():
+    specs = {s.name: s for s in list_gpus()}
+    assert set(specs) == set(RIDGE)
+    for name, ridge in RIDGE.items():
+        s = specs[name]
+        assert s.bf16_tflops * 1e12 / s.bandwidth_bytes_per_s == pytest.approx(ridge, abs=1.0), name
+
+
+def test_peak_column_per_precision():
+    assert gpu_by_name("a100-sxm-80gb").peak_flops_per_s("fp8") == (312e12, "bf16_tflops")  # no FP8 units
+    assert gpu_by_name("b200").peak_flops_per_s("fp4") == (9000e12, "fp4_tflops")
+    assert gpu_by_name("h100-sxm").peak_flops_per_s("int4") == (1979e12, "fp8_tflops")
+    with pytest.raises(CostError, match="unknown precision"):
+        gpu_by_name("h100-sxm").peak_flops_per_s("fp32")
+
+
+@pytest.mark.parametrize("name, per_gpu", [  # prices.md §2, "$/GPU-hr (derived)" column
+    ("aws-p5.48xlarge-on-demand", 6.88), ("aws-p5en.48xlarge-on-demand", 7.91),
+    ("aws-p6-b200.48xlarge-on-demand", 14.24), ("aws-p4d.24xlarge-on-demand", 2.74),
+    ("aws-p4de.24xlarge-reserved-1yr", 2.18), ("aws-g6e.48xlarge-on-demand", 3.77),
+    ("lambda-8x-h100-sxm-on-demand", 2.99), ("aws-p5.48xlarge-capacity-block", 4.916),
+])
+def test_instance_prices_derive_the_reference_per_gpu_value(name, per_gpu):
+    quote = price_from_name(name)
+    assert quote.derived and quote.units_per_instance >= 1
+    assert quote.usd_per_gpu_hour == pytest.approx(per_gpu, abs=0.006)
+
+
+def test_per_gpu_rows_are_not_marked_derived():
+    quote = price_from_name("semianalysis-h200-owned-hyperscaler")
+    assert quote.usd_per_gpu_hour == 1.41 and not quote.derived and quote.usd_per_instance_hour is None
+
+
+def test_price_from_name_is_exact():
+    with pytest.raises(CostError, match="no price named"):
+        price_from_name("AWS-P5.48XLARGE-ON-DEMAND")
+    with pytest.raises(CostError, match="no price named"):
+        price_from_name("aws-p5")
+
+
+def test_cpu_price_needs_threads():
+    with pytest.raises(CostError, match="per vCPU-hour"):
+        price_from_name("aws-m7i.xlarge-on-demand")
+    quote = price_from_name("aws-m7i.xlarge-on-demand", cpu_threads=3)
+    assert quote.usd_per_vcpu_hour == pytest.approx(0.2016 / 4)
+    assert quote.usd_per_gpu_hour == pytest.approx(3 * 0.2016 / 4)
+
+
+def test_default_price_for_device():
+    gpu = default_price_for_device("NVIDIA H100 80GB HBM3", "cuda")
+    assert gpu.name == "aws-p5.48xlarge-on-demand" and gpu.usd_per_gpu_hour == pytest.approx(6.88)
+    assert default_price_for_device("NVIDIA H100 NVL", "cuda") is None        # not in the spec catalog
+    assert default_price_for_device("NVIDIA GeForce RTX 4090", "cuda") is None  # no price row: not guessed
+    assert default_price_for_device(None, "mps") is None
+    cpu = default_price_for_device(None, "cpu", cpu_threads=2)
+    assert cpu.usd_per_gpu_hour == pytest.approx(2 * 0.2016 / 4) and cpu.cpu_threads == 2
+    with pytest.raises(CostError, match="threads"):
+        default_price_for_device(None, "cpu")
+
+
+def test_each_priced_gpu_has_exactly_one_default():
+    defaults = [q for q in list_prices() if q.is_default]
+    assert len(defaults) == len({q.device for q in defaults})
+    assert sum(q.is_default for q in list_cpu_prices()) == 1
+
+
+def test_tier_filter_and_api_prices():
+    assert {q.tier for q in list_prices("spot")} == {"spot"}
+    groq = api_price_from_name("groq-llama-3.x-70b-versatile")
+    assert (groq.usd_per_mtok_input, groq.usd_per_mtok_output) == (0.59, 0.79)
+    with pytest.raises(CostError, match="no API price"):
+        api_price_from_name("groq")
+
+
+PRICE_HEADER = "name,provider,gpu,tier,usd_per_instance_hour,gpus_per_instance,usd_per_gpu_hour,source,date\n"
+
+
+def test_user_catalog_adds_and_overrides(tmp_path):
+    path = _write(tmp_path, "mine.csv", PRICE_HEADER
+                  + "aws-p5.48xlarge-on-demand,AWS,h100-sxm,on-demand,48,8,,my quote,2026-10-01\n"
+                  + "my-h100,Me,h100-sxm,reserved-1yr,,,1.5,contract,2026-10\n")
+    use_catalogs(path)
+    assert price_from_name("aws-p5.48xlarge-on-demand").usd_per_gpu_hour == pytest.approx(6.0)
+    assert price_from_name("my-h100").usd_per_gpu_hour == 1.5
+    assert price_from_name("aws-p5.48xlarge-on-demand").source == "my quote"
+
+
+def test_user_default_replaces_builtin_default(tmp_path):
+    path = _write(tmp_path, "d.csv", "name,provider,gpu,tier,usd_per_gpu_hour,is_default,source,date\n"
+                                     "own-h100,Me,h100-sxm,owned-neocloud,1.1,yes,my books,2026\n")
+    cat = load_catalog([path])
+    assert default_price_for_device("NVIDIA H100 80GB HBM3", "cuda", catalog=cat).name == "own-h100"
+
+
+def test_user_gpu_spec_and_its_price(tmp_path):
+    spec = _write(tmp_path, "spec.csv", "name,aliases,bf16_tflops,memory_gb,bandwidth_tb_s,power_w,source,date\n"
+                                        "h100-nvl,NVIDIA H100 NVL,835,94,3.9,400,my datasheet copy,2026-01\n")
+    price = _write(tmp_path, "p.csv", PRICE_HEADER + "nvl,X,h100-nvl,on-demand,,,2.0,me,2026\n")
+    cat = load_catalog([spec, price])
+    assert lookup_gpu("NVIDIA H100 NVL", cat).bandwidth_tb_s == 3.9
+    assert price_from_name("nvl", catalog=cat).usd_per_gpu_hour == 2.0
+
+
+@pytest.mark.parametrize("row, message", [
+    ("x,AWS,h100-sxm,on-demand,,,2.0,,2026", r"bad\.csv:2: missing source"),
+    ("x,AWS,h100-sxm,on-demand,,,2.0,src,", r"bad\.csv:2: missing date"),
+    ("x,AWS,h100-sxm,on-demand,,,abc,src,2026", r"'usd_per_gpu_hour' must be a number, got 'abc'"),
+    ("x,AWS,h100-sxm,on-demand,,,-1,src,2026", "must be a positive finite number"),
+    ("x,AWS,h100-sxm,on-demand,,,0,src,2026", "must be a positive finite number"),
+    ("x,AWS,h100-sxm,on-demand,,,nan,src,2026", "must be a positive finite number"),
+    ("x,AWS,h100-sxm,on-demand,,,inf,src,2026", "must be a positive finite number"),
+    ("x,AWS,h100-sxm,on-demand,10,8,2.0,src,2026", "not both"),
+    ("x,AWS,h100-sxm,on-demand,10,,,src,2026", "needs gpus_per_instance"),
+    ("x,AWS,h100-sxm,on-demand,10,2.5,,src,2026", "must be a whole number"),
+    ("x,AWS,h100-sxm,cheap,,,2.0,src,2026", "'tier' must be one of"),
+    ("x,AWS,h100-sxm,on-demand,,,2.0,src,last week", "is not YYYY"),
+    ("x,AWS,h100-nvl,on-demand,,,2.0,src,2026", "gpu 'h100-nvl' is not in the GPU spec catalog"),
+    ("x,AWS,h100-sxm,on-demand,,,2.0,src,2026,extra", "more fields than the header"),
+])
+def test_bad_user_rows_are_clear_errors(tmp_path, row, message):
+    path = _write(tmp_path, "bad.csv", PRICE_HEADER + row + "\n")
+    with pytest.raises(CostError, match=message):
+        load_catalog([path])
+
+
+def test_bad_user_headers(tmp_path):
+    unknown = _write(tmp_path, "u.csv", PRICE_HEADER.strip() + ",discount\nx,A,h100-sxm,spot,,,1,s,2026,5\n")
+    with pytest.raises(CostError, match="unknown column.*'discount'.*prices catalog"):
+        load_catalog([unknown])
+    nothing = _write(tmp_path, "n.csv", "foo,bar\n1,2\n")
+    with pytest.raises(CostError, match="match no catalog"):
+        load_catalog([nothing])
+    dup = _write(tmp_path, "dup.csv", PRICE_HEADER + "x,A,h100-sxm,spot,,,1,s,2026\nx,A,h100-sxm,spot,,,2,s,2026\n")
+    with pytest.raises(CostError, match="repeats"):
+        load_catalog([dup])
+    with pytest.raises(CostError, match="cannot read catalog"):
+        load_catalog([str(tmp_path / "missing.csv")])
+
+
+def test_cli_prices_json(capsys):
+    assert main(["prices", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(payload["gpu_prices"]) == len(list_prices()) and payload["cpu_prices"] and payload["api_prices"]
+    assert main(["prices", "--tier", "api", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not payload["gpu_prices"] and payload["api_prices"]
+
+
+def test_cli_prices_bad_catalog_is_one_line_exit_2(tmp_path, capsys):
+    path = _write(tmp_path, "bad.csv", PRICE_HEADER + "x,AWS,h100-sxm,on-demand,,,2.0,,2026\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["prices", "--catalog", path])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokencost: error:") and "missing source" in err and "\n" not in err

@@ -1,0 +1,73 @@
+"""`tokencost run` end to end on a tiny config, and its one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiny import write_config
+from tokencost.cli import main
+
+REQUIRED_KEYS = {
+    "model", "device", "device_name", "dtype", "batch_size", "prompt_len", "gen_len", "ttft_s",
+    "prefill_tok_per_s", "tpot_s", "tpot_p90_s", "tpot_p99_s", "output_tok_per_s", "output_tok_per_s_per_seq",
+    "bytes_per_step", "roofline_output_tok_per_s", "mbu", "usd_per_hour", "price_source", "usd_per_mtok_output",
+    "usd_per_mtok_input", "env",
+}
+
+
+def test_run_prints_table_and_json_last_line(tmp_path):
+    cfg = write_config(tmp_path)
+    out_json = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tokencost.cli", "run", "--config", str(cfg), "--batch-size", "2",
+         "--prompt-len", "9", "--gen-len", "5", "--price-per-gpu-hour", "2.5", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    record = json.loads(lines[-1])
+    assert REQUIRED_KEYS <= record.keys()
+    assert len(lines) > 1  # a human-readable table comes first
+    assert record["batch_size"] == 2 and record["prompt_len"] == 9 and record["gen_len"] == 5
+    assert record["device"] == "cpu" and record["dtype"] == "float32"
+    # $/Mtok = $/h ÷ (tok/s × 3600) × 1e6, output from decode and input from prefill throughput.
+    assert record["usd_per_mtok_output"] == pytest.approx(2.5 / (record["output_tok_per_s"] * 3600) * 1e6)
+    assert record["usd_per_mtok_input"] == pytest.approx(2.5 / (record["prefill_tok_per_s"] * 3600) * 1e6)
+    assert record["output_tok_per_s"] == pytest.approx(2 / record["tpot_s"])
+    assert 0 < record["mbu"] and record["bytes_per_step"] > 0
+    assert record["env"]["torch_version"]
+    assert json.loads(out_json.read_text())["ttft_s"] == record["ttft_s"]
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:"), err
+    return err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--model", "no-such-model"], "no-such-model"),
+    (["run", "--config", "/nonexistent/config.json"], "/nonexistent/config.json"),
+    (["run", "--batch-size", "0"], "batch-size"),
+    (["run", "--gen-len", "-3"], "gen-len"),
+    (["run", "--price-per-gpu-hour", "-1"], "price-per-gpu-hour"),
+    (["run", "--price-per-gpu-hour", "nan"], "price-per-gpu-hour"),
+    (["run", "--model", "smollm2-135m", "--prompt-len", "9000", "--gen-len", "10"], "max_position_embeddings"),
+    (["run", "--price-per-instance-hour", "55"], "gpus-per-instance"),
+    (["run", "--device", "cuda"], "cuda"),
+    (["run", "--dtype", "float8"], "dtype"),
+    (["run", "--backend", "nope"], "nope"),
+    (["run", "--price-from", "no-such-price"], "no-such-price"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
+    assert needle in _error(capsys, argv)
+
+
+def test_unreadable_config_file(tmp_path, capsys):
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    assert str(bad) in _error(capsys, ["run", "--config", str(bad)])

@@ -1,0 +1,5 @@
+import sys
+
+from tokencost.cli import main
+
+sys.exit(main())

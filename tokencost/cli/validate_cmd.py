@@ -1,0 +1,176 @@
+"""``tokencost validate``: check a throughput claim (or the built-in published ones) against the roofline
+and price it. The cost layer does the work (``tokencost.claims``); this module parses and prints."""
+
+from __future__ import annotations
+
+import argparse
+
+from tokencost.cli.common import add_price_args, positive_float, positive_int, print_json_line
+
+_PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("validate", help="check a tokens/s claim against the roofline and price it",
+                       description="Normalise a throughput claim to output tok/s per GPU, bound it by the "
+                                   "roofline of its setup (bandwidth and compute), say whether it is physically "
+                                   "possible and what it implies in $/Mtok. --all checks the built-in claims.")
+    claim = p.add_argument_group("claim")
+    claim.add_argument("--gpu", metavar="NAME", help="GPU catalog name (h100-sxm, ...) or exact driver name")
+    claim.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="GPUs that produced the figure")
+    model = claim.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="PRESET", help="model preset (see `tokencost models`)")
+    model.add_argument("--config", metavar="PATH", help="a Hugging Face config.json")
+    claim.add_argument("--precision", choices=_PRECISIONS, help="weight precision")
+    claim.add_argument("--kv-precision", choices=_PRECISIONS, help="KV-cache precision (default: the weight "
+                       "precision, 8-bit for 4-bit weights)")
+    batch = claim.add_mutually_exclusive_group()
+    batch.add_argument("--batch-size", type=positive_int, metavar="B")
+    batch.add_argument("--concurrency", type=positive_int, metavar="C")
+    claim.add_argument("--input-len", type=positive_int, metavar="I", help="prompt tokens per request")
+    claim.add_argument("--output-len", type=positive_int, metavar="O", help="generated tokens per request")
+    claim.add_argument("--tok-per-s", type=positive_float, metavar="X", help="the claimed throughput")
+    claim.add_argument("--unit", choices=("per-gpu", "per-node"), default="per-gpu",
+                       help="what the figure is per (per-node = all --gpus together)")
+    claim.add_argument("--tokens", choices=("output", "total"), default="output",
+                       help="which tokens it counts (total = input + output)")
+    add_price_args(p)
+    p.add_argument("--all", action="store_true", help="check every built-in (and --catalog) claim")
+    p.add_argument("--measure", action="store_true", help="also run the claim's setup on the local GPU")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return p
+
+
+def _claim_from_args(args: argparse.Namespace):
+    from tokencost.claims import Claim
+    from tokencost.errors import CostError
+
+    missing = [flag for flag, value in (("--gpu", args.gpu), ("--tok-per-s", args.tok_per_s),
+                                        ("--model or --config", args.model or args.config)) if value is None]
+    if missing:
+        raise CostError(f"validate needs {', '.join(missing)} (or --all for the built-in claims)")
+    return Claim(claim_id="command-line", model=args.model or args.config, gpu=args.gpu, gpus=args.gpus,
+                 tok_per_s=args.tok_per_s, unit=args.unit, tokens=args.tokens, model_preset=args.model,
+                 config_path=args.config, precision=args.precision, kv_precision=args.kv_precision,
+                 batch_size=args.batch_size, concurrency=args.concurrency, input_len=args.input_len,
+                 output_len=args.output_len)
+
+
+def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
+    """Hourly price per GPU from the options, or (None, None) to use each claim's own or default price.
+
+    Raises:
+        CostError: an instance price without its GPU count, both price forms, an unknown --price-from.
+    """
+    from tokencost.cost import usd_per_gpu_hour_from_instance
+    from tokencost.errors import CostError
+    from tokencost.prices import price_from_name
+
+    given = [a for a in (args.price_per_gpu_hour, args.price_per_instance_hour, args.price_from) if a is not None]
+    if len(given) > 1:
+        raise CostError("give one of --price-per-gpu-hour, --price-per-instance-hour or --price-from")
+    if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
+        raise CostError("--gpus-per-instance needs --price-per-instance-hour")
+    if args.price_per_gpu_hour is not None:
+        return args.price_per_gpu_hour, "--price-per-gpu-hour (user)"
+    if args.price_per_instance_hour is not None:
+        if args.gpus_per_instance is None:
+            raise CostError("--price-per-instance-hour needs --gpus-per-instance (an instance price is not a "
+                            "GPU price)")
+        return (usd_per_gpu_hour_from_instance(args.price_per_instance_hour, args.gpus_per_instance),
+                f"{args.price_per_instance_hour} per instance-hour ÷ {args.gpus_per_instance} GPUs (user)")
+    if args.price_from is not None:
+        quote = price_from_name(args.price_from)
+        if quote.device == "cpu":
+            raise CostError(f"{args.price_from!r} is a CPU price; claims are priced per GPU-hour")
+        return quote.usd_per_gpu_hour, f"{quote.name} ({quote.source}, {quote.date})"
+    return None, None
+
+
+def _measure(claim) -> dict:
+    """Run the claim's setup locally through the lead's hook; exit 2 with one line if it is missing."""
+    from tokencost.cli.common import fail
+    from tokencost.errors import CostError
+
+    try:
+        from tokencost.cli.measure_hook import measure_claim
+    except ImportError as exc:
+        fail(f"--measure needs the measurement hook tokencost.cli.measure_hook.measure_claim ({exc})")
+    if claim is None:
+        raise CostError("--measure runs one claim; it cannot be combined with --all")
+    return measure_claim(claim)
+
+
+def _fmt(value, spec: str = ".3g", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _summary_table(verdicts):
+    from rich.table import Table
+
+    table = Table(title="Throughput claims against the roofline (output tok/s per GPU)")
+    table.add_column("claim", overflow="fold")
+    table.add_column("setup", overflow="fold")
+    for col in ("claimed", "bound", "of bound"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("$/Mtok", justify="right", no_wrap=True)
+    for v in verdicts:
+        c, b = v.claim, v.bound
+        table.add_row(c.claim_id, f"{c.gpus}× {c.gpu} {c.precision or ''}".strip(),
+                      _fmt(v.claimed_output_tok_per_s_per_gpu, ",.0f"),
+                      _fmt(b.output_tok_per_s_per_gpu if b else None, ",.0f"),
+                      _fmt(v.fraction_of_bound, ".0%"), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"))
+    return table
+
+
+def _detail_table(v):
+    from rich.table import Table
+
+    c, b = v.claim, v.bound
+    table = Table(title=f"claim {c.claim_id}: {c.model} on {c.gpus}× {c.gpu}", show_header=False)
+    rows = [("claimed", f"{c.tok_per_s:,.6g} tok/s {c.unit}, {c.tokens} tokens"),
+            ("normalised", f"{_fmt(v.claimed_output_tok_per_s_per_gpu, ',.1f')} output tok/s per GPU"),
+            ("verdict", f"{v.status}: {v.reason}")]
+    if b is not None:
+        rows += [("bytes per output token", f"{b.bytes_per_output_token / 1e9:,.4g} GB"),
+                 ("FLOPs per output token", f"{b.flops_per_output_token / 1e9:,.2f} GFLOP"),
+                 ("bandwidth / compute time", f"{b.bandwidth_time_s:.4g} s / {b.compute_time_s:.4g} s "
+                                              f"(peak column {b.peak_column})")]
+    rows += [("price", f"${_fmt(v.usd_per_gpu_hour, '.4g')}/GPU-h ({v.price_source or 'none'})"),
+             ("$/Mtok (claimed tokens)", _fmt(v.usd_per_mtok_claimed_tokens, ".4g")),
+             ("$/Mtok (output tokens)", _fmt(v.usd_per_mtok_output, ".4g"))]
+    if c.stated_usd_per_mtok is not None:
+        rows.append(("stated $/Mtok", f"{c.stated_usd_per_mtok:g} (implies "
+                                      f"{_fmt(v.implied_tok_per_s_for_stated_price, ',.1f')} tok/s at this price)"))
+    rows += [("note", n) for n in v.notes]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tokencost.catalog import use_catalogs
+    from tokencost.claims import check_all, check_claim
+
+    use_catalogs(args.catalog)
+    price, source = _price(args)
+    claim = None if args.all else _claim_from_args(args)
+    measured = _measure(claim) if args.measure else None
+    verdicts = check_all(price, source) if args.all else [check_claim(claim, price, source)]
+    if args.json:
+        payload = {"claims": [v.as_dict() for v in verdicts]}
+        if measured is not None:
+            payload["measured"] = measured
+        print_json_line(payload)
+        return 0
+    console = Console()
+    if args.all:
+        console.print(_summary_table(verdicts))
+    else:
+        console.print(_detail_table(verdicts[0]))
+    if measured is not None:
+        console.print({"measured": measured})
+    return 0
