@@ -24,8 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import autotune_or_fixed, cdiv, check_shape, check_tensor, dot_precision, next_power_of_2, \
-    output, sm_count
+from kernels._common import (autotune_or_fixed, cdiv, check_shape, check_tensor, dot_precision,
+                             next_power_of_2, output, sm_count)
 from kernels.attention_prefill import LOG2_E, check_attention_args
 
 # Each split covers at least 256 cached tokens: a split writes group x D x 4 bytes of partial output

@@ -136,14 +136,14 @@ def _prefill_kernel(
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
-    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                                  offs_d, d_mask, q_pos, lo, mid_start, S, WINDOW, qk_scale,
+    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs,
+                                  stride_vd, offs_d, d_mask, q_pos, lo, mid_start, S, WINDOW, qk_scale,
                                   True, HAS_WINDOW, BLOCK_N, DOT_PRECISION)
-    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                                  offs_d, d_mask, q_pos, mid_start, mid_end, S, WINDOW, qk_scale,
+    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs,
+                                  stride_vd, offs_d, d_mask, q_pos, mid_start, mid_end, S, WINDOW, qk_scale,
                                   False, HAS_WINDOW, BLOCK_N, DOT_PRECISION)
-    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                                  offs_d, d_mask, q_pos, mid_end, hi, S, WINDOW, qk_scale,
+    acc, l_i, m_i = _attend_range(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_kd, stride_vs,
+                                  stride_vd, offs_d, d_mask, q_pos, mid_end, hi, S, WINDOW, qk_scale,
                                   True, HAS_WINDOW, BLOCK_N, DOT_PRECISION)
 
     l_i = tl.where(l_i > 0.0, l_i, 1.0)  # only padding rows (i >= T) could have l = 0
@@ -152,7 +152,8 @@ def _prefill_kernel(
     tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(offs_m < T)[:, None] & d_mask[None, :])
 
 
-_prefill = autotune_or_fixed(_CONFIGS, _FIXED, key=["T", "S", "BLOCK_D", "HAS_WINDOW"], prune=_prune)(_prefill_kernel)
+_prefill = autotune_or_fixed(_CONFIGS, _FIXED, key=["T", "S", "BLOCK_D", "HAS_WINDOW"],
+                             prune=_prune)(_prefill_kernel)
 
 
 def check_attention_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rank: int,
@@ -166,6 +167,8 @@ def check_attention_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_ra
     if k.shape != v.shape:
         raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
     B, Hq, D = q.shape[0], q.shape[1], q.shape[-1]
+    if B == 0 or Hq == 0:
+        raise ValueError(f"q has shape {tuple(q.shape)}; batch and head counts must be >= 1")
     if k.shape[0] != B or k.shape[3] != D:
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} disagree on batch size or head_dim")
     if k.shape[1] == 0 or Hq % k.shape[1] != 0:

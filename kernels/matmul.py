@@ -144,10 +144,9 @@ def _matmul_kernel(
         tl.store(ws_ptrs, acc, mask=out_mask)
 
 
-_matmul_large = autotune_or_fixed(_LARGE_CONFIGS, _LARGE_FIXED, key=["M", "N", "K", "SPLIT_K", "stride_bk"],
-                                  prune=_prune_large)(_matmul_kernel)
-_matmul_skinny = autotune_or_fixed(_SKINNY_CONFIGS, _SKINNY_FIXED,
-                                   key=["M", "N", "K", "SPLIT_K", "stride_bk"], prune=_prune_skinny)(_matmul_kernel)
+_TUNING_KEY = ["M", "N", "K", "SPLIT_K", "stride_bk"]
+_matmul_large = autotune_or_fixed(_LARGE_CONFIGS, _LARGE_FIXED, _TUNING_KEY, _prune_large)(_matmul_kernel)
+_matmul_skinny = autotune_or_fixed(_SKINNY_CONFIGS, _SKINNY_FIXED, _TUNING_KEY, _prune_skinny)(_matmul_kernel)
 
 
 @triton.jit

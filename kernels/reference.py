@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 def _compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     """float64 if any input is float64, else float32."""
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    wide = any(t is not None and t.dtype == torch.float64 for t in tensors)
+    return torch.float64 if wide else torch.float32
 
 
 def _work_dtype(upcast: bool, *tensors: torch.Tensor | None) -> torch.dtype:
@@ -35,7 +36,8 @@ def matmul_ref(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
     return c.to(a.dtype)
 
 
-def causal_mask(T: int, S: int, window: int | None = None, device: torch.device | None = None) -> torch.Tensor:
+def causal_mask(T: int, S: int, window: int | None = None,
+                device: torch.device | None = None) -> torch.Tensor:
     """[T, S] bool, True where query i may see key j under bottom-right causal alignment: query i
     sits at absolute position S - T + i and sees keys j <= S - T + i, and with a sliding window w
     also needs j > S - T + i - w (FlashAttention >= 2.1 convention; torch SDPA ``is_causal`` aligns
@@ -67,8 +69,8 @@ def attention_prefill_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
     return (probs @ vx).to(q.dtype)
 
 
-def attention_decode_ref(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seq_lens: torch.Tensor,
-                         scale: float | None = None, window: int | None = None, *,
+def attention_decode_ref(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                         seq_lens: torch.Tensor, scale: float | None = None, window: int | None = None, *,
                          upcast: bool = True) -> torch.Tensor:
     """One query per sequence over its first ``seq_lens[b]`` cached positions.
 
@@ -77,8 +79,8 @@ def attention_decode_ref(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     """
     rows = []
     for b, length in enumerate(seq_lens.tolist()):
-        o = attention_prefill_ref(q[b:b + 1, :, None], k_cache[b:b + 1, :, :length], v_cache[b:b + 1, :, :length],
-                                  scale, window, upcast=upcast)
+        k, v = k_cache[b:b + 1, :, :length], v_cache[b:b + 1, :, :length]
+        o = attention_prefill_ref(q[b:b + 1, :, None], k, v, scale, window, upcast=upcast)
         rows.append(o[0, :, 0])
     return torch.stack(rows)
 

@@ -46,7 +46,8 @@ def _rmsnorm_kernel(
     mean_sq = tl.sum(x * x, axis=0) / H
     h = (x * tl.rsqrt(mean_sq + eps)).to(y_ptr.dtype.element_ty).to(tl.float32)  # HF: .to(input_dtype)
     w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + outer * sy_outer + inner * sy_inner + offs, (h * w).to(y_ptr.dtype.element_ty), mask=mask)
+    y = (h * w).to(y_ptr.dtype.element_ty)
+    tl.store(y_ptr + outer * sy_outer + inner * sy_inner + offs, y, mask=mask)
 
 
 def _check(x, weight, eps, residual):
@@ -62,7 +63,8 @@ def _check(x, weight, eps, residual):
     device = check_device(named)
     H = x.shape[-1] if x.dim() else 0
     if x.dim() == 0 or weight.shape[0] != H:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}; expected ({H},) for x of shape {tuple(x.shape)}")
+        raise ValueError(f"weight has shape {tuple(weight.shape)}; expected ({H},) "
+                         f"for x of shape {tuple(x.shape)}")
     if H * 4 > _MAX_ROW_BYTES or H == 0:
         raise ValueError(f"rmsnorm supports hidden sizes 1..{_MAX_ROW_BYTES // 4}, got {H}")
     if weight.stride(0) != 1 and H > 1:

@@ -42,7 +42,8 @@ def _rope_kernel(
     tl.store(o_base + (offs_d + HALF)[None, :] * stride_od, (x2 * c + x1 * s).to(o_ty), mask=mask)
 
 
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+         out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply half-split rotary embedding to ``x``.
 
     Args:

@@ -33,7 +33,8 @@ def _swiglu_kernel(
     g = tl.load(gate_ptr + outer * sg_outer + inner * sg_inner + offs, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(up_ptr + outer * su_outer + inner * su_inner + offs, mask=mask, other=0.0).to(tl.float32)
     out = g / (1.0 + tl.exp(-g)) * u  # silu(g) = g * sigmoid(g)
-    tl.store(out_ptr + outer * so_outer + inner * so_inner + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
+    out = out.to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + outer * so_outer + inner * so_inner + offs, out, mask=mask)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -42,27 +42,72 @@ _ARCHITECTURES = {
 # rope_theta: RotaryEmbeddingConfigMixin.default_theta = 10000.0, overridden to 1e6 by MixtralConfig.
 # sliding_window: LlamaConfig has none; MistralConfig 4096; MixtralConfig None; the Qwen classes
 # declare 4096 but keep it only when use_sliding_window is true (their __post_init__).
-_COMMON = {"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False,
-           "initializer_range": 0.02, "head_dim": None, "hidden_act": "silu"}
+_COMMON = {
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+    "head_dim": None,
+    "hidden_act": "silu",
+}
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "llama": {**_COMMON, "num_key_value_heads": None, "max_position_embeddings": 2048,
-              "attention_bias": False, "mlp_bias": False, "sliding_window": None},
-    "mistral": {**_COMMON, "num_key_value_heads": 8, "max_position_embeddings": 4096 * 32,
-                "sliding_window": 4096},
-    "qwen2": {**_COMMON, "num_key_value_heads": 32, "max_position_embeddings": 32768,
-              "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28},
-    "qwen3": {**_COMMON, "num_key_value_heads": 32, "head_dim": 128, "max_position_embeddings": 32768,
-              "attention_bias": False, "use_sliding_window": False, "sliding_window": 4096,
-              "max_window_layers": 28},
-    "mixtral": {**_COMMON, "rms_norm_eps": 1e-5, "rope_theta": 1e6, "num_key_value_heads": 8,
-                "max_position_embeddings": 4096 * 32, "sliding_window": None},
-    "qwen3_moe": {**_COMMON, "num_key_value_heads": 4, "max_position_embeddings": 32768,
-                  "attention_bias": False, "use_sliding_window": False, "sliding_window": 4096,
-                  "decoder_sparse_step": 1, "mlp_only_layers": None, "intermediate_size": 6144},
+    "llama": {
+        **_COMMON,
+        "num_key_value_heads": None,
+        "max_position_embeddings": 2048,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "sliding_window": None,
+    },
+    "mistral": {
+        **_COMMON,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 4096 * 32,
+        "sliding_window": 4096,
+    },
+    "qwen2": {
+        **_COMMON,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 32768,
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "max_window_layers": 28,
+    },
+    "qwen3": {
+        **_COMMON,
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+        "max_position_embeddings": 32768,
+        "attention_bias": False,
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "max_window_layers": 28,
+    },
+    "mixtral": {
+        **_COMMON,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1e6,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 4096 * 32,
+        "sliding_window": None,
+    },
+    "qwen3_moe": {
+        **_COMMON,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 32768,
+        "attention_bias": False,
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": None,
+        "intermediate_size": 6144,
+    },
 }
 _SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-_MOE_KEYS = {"mixtral": ("num_local_experts", "num_experts_per_tok"),
-             "qwen3_moe": ("num_experts", "num_experts_per_tok", "moe_intermediate_size")}
+_MOE_KEYS = {
+    "mixtral": ("num_local_experts", "num_experts_per_tok"),
+    "qwen3_moe": ("num_experts", "num_experts_per_tok", "moe_intermediate_size"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,24 +172,38 @@ class ModelConfig:
 
 def _validate(c: ModelConfig) -> None:
     if c.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"model_type {c.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-                "intermediate_size", "vocab_size", "max_position_embeddings"):
+        raise ConfigError(
+            f"model_type {c.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    for key in (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+    ):
         if getattr(c, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(c, key)}")
     for key in ("rms_norm_eps", "rope_theta"):
         if not getattr(c, key) > 0:
             raise ConfigError(f"{key} must be positive, got {getattr(c, key)}")
     if c.num_attention_heads % c.num_key_value_heads:
-        raise ConfigError(f"num_attention_heads ({c.num_attention_heads}) is not divisible by "
-                          f"num_key_value_heads ({c.num_key_value_heads})")
+        raise ConfigError(
+            f"num_attention_heads ({c.num_attention_heads}) is not divisible by "
+            f"num_key_value_heads ({c.num_key_value_heads})"
+        )
     if c.head_dim % 2:
         raise ConfigError(f"head_dim must be even for half-split RoPE, got {c.head_dim}")
     if c.sliding_window is not None and c.sliding_window <= 0:
         raise ConfigError(f"sliding_window must be positive or null, got {c.sliding_window}")
     if c.is_moe and not (0 < c.num_experts_per_tok <= c.num_experts and c.moe_intermediate_size > 0):
-        raise ConfigError(f"num_experts_per_tok ({c.num_experts_per_tok}) must be in 1..num_experts "
-                          f"({c.num_experts}) and moe_intermediate_size positive ({c.moe_intermediate_size})")
+        raise ConfigError(
+            f"num_experts_per_tok ({c.num_experts_per_tok}) must be in 1..num_experts "
+            f"({c.num_experts}) and moe_intermediate_size positive ({c.moe_intermediate_size})"
+        )
 
 
 def _get(d: dict, key: str, kind: type, defaults: dict) -> Any:
@@ -178,10 +237,14 @@ def _model_type(d: dict) -> str:
         if not archs:
             raise ConfigError("missing required key 'model_type' (and no 'architectures' to infer it from)")
         if archs[0] not in _ARCHITECTURES:
-            raise ConfigError(f"architectures {archs[0]!r} is not supported; supported: {', '.join(_ARCHITECTURES)}")
+            raise ConfigError(
+                f"architectures {archs[0]!r} is not supported; supported: {', '.join(_ARCHITECTURES)}"
+            )
         model_type = _ARCHITECTURES[archs[0]]
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+        raise ConfigError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
     return model_type
 
 
@@ -196,6 +259,8 @@ def _rope(d: dict, defaults: dict, max_pos: int) -> tuple[float, RopeScaling | N
     params = d.get(key) or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{key} must be an object or null, got {params!r}")
+    if any(isinstance(v, dict) for v in params.values()):
+        raise ConfigError(f"{key} with one entry per layer type is not supported: {sorted(params)}")
     theta = _get(params if params.get("rope_theta") is not None else d, "rope_theta", float, defaults)
     if params.get("partial_rotary_factor", 1.0) != 1.0 or d.get("partial_rotary_factor", 1.0) != 1.0:
         raise ConfigError("partial_rotary_factor != 1 is not supported")
@@ -208,8 +273,11 @@ def _rope(d: dict, defaults: dict, max_pos: int) -> tuple[float, RopeScaling | N
         raise ConfigError(f"{key}.rope_type {rope_type!r} is not supported; supported: default, llama3")
     p = {"original_max_position_embeddings": max_pos, **params}
     try:
-        scaling = RopeScaling("llama3", *(_get(p, k, float, {}) for k in ("factor", "low_freq_factor", "high_freq_factor")),
-                              _get(p, "original_max_position_embeddings", int, {}))
+        scaling = RopeScaling(
+            "llama3",
+            *(_get(p, k, float, {}) for k in ("factor", "low_freq_factor", "high_freq_factor")),
+            _get(p, "original_max_position_embeddings", int, {}),
+        )
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from None
     if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
@@ -237,18 +305,29 @@ def _sliding_window(d: dict, model_type: str, defaults: dict, n_layers: int) -> 
         return None
     if kinds == {"sliding_attention"}:
         return window
-    raise ConfigError(f"layer_types/max_window_layers mixing sliding and full attention layers is not supported: {sorted(kinds)}")
+    raise ConfigError(
+        "layer_types/max_window_layers mixing sliding and full attention layers is not supported: "
+        f"{sorted(kinds)}"
+    )
 
 
 def _moe(d: dict, model_type: str, defaults: dict, intermediate: int) -> dict[str, int]:
     if model_type == "mixtral":  # every expert is a full-width SwiGLU MLP (MixtralExperts)
-        return {"num_experts": _get(d, "num_local_experts", int, {}),
-                "num_experts_per_tok": _get(d, "num_experts_per_tok", int, {}), "moe_intermediate_size": intermediate}
+        return {
+            "num_experts": _get(d, "num_local_experts", int, {}),
+            "num_experts_per_tok": _get(d, "num_experts_per_tok", int, {}),
+            "moe_intermediate_size": intermediate,
+        }
     if model_type == "qwen3_moe":
         if _get(d, "mlp_only_layers", list, {"mlp_only_layers": []}):
-            raise ConfigError(f"mlp_only_layers must be empty (dense layers inside an MoE model are not supported), got {d['mlp_only_layers']}")
+            raise ConfigError(
+                "mlp_only_layers must be empty (dense layers inside an MoE model are not supported), "
+                f"got {d['mlp_only_layers']}"
+            )
         if _get(d, "decoder_sparse_step", int, defaults) != 1:
-            raise ConfigError(f"decoder_sparse_step must be 1 (every layer MoE), got {d['decoder_sparse_step']}")
+            raise ConfigError(
+                f"decoder_sparse_step must be 1 (every layer MoE), got {d['decoder_sparse_step']}"
+            )
         return {k: _get(d, k, int, {}) for k in _MOE_KEYS[model_type]}
     return {}
 
@@ -261,8 +340,12 @@ def _attention_options(d: dict, model_type: str, defaults: dict) -> dict[str, bo
         return {"qkv_bias": False, "o_bias": False, "mlp_bias": False, "qk_norm": False}
     attn_bias = _get(d, "attention_bias", bool, defaults)  # LlamaAttention/Qwen3Attention: q, k, v and o
     mlp_bias = _get(d, "mlp_bias", bool, defaults) if model_type == "llama" else False
-    return {"qkv_bias": attn_bias, "o_bias": attn_bias, "mlp_bias": mlp_bias,
-            "qk_norm": model_type in ("qwen3", "qwen3_moe")}
+    return {
+        "qkv_bias": attn_bias,
+        "o_bias": attn_bias,
+        "mlp_bias": mlp_bias,
+        "qk_norm": model_type in ("qwen3", "qwen3_moe"),
+    }
 
 
 def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
@@ -286,22 +369,31 @@ def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
     head_dim = _derived(d, "head_dim", int, defaults)
     if head_dim is None:
         if shape["hidden_size"] % heads:
-            raise ConfigError(f"hidden_size ({shape['hidden_size']}) is not divisible by num_attention_heads "
-                              f"({heads}) and head_dim is absent")
+            raise ConfigError(
+                f"hidden_size ({shape['hidden_size']}) is not divisible by num_attention_heads "
+                f"({heads}) and head_dim is absent"
+            )
         head_dim = shape["hidden_size"] // heads
     max_pos = _get(d, "max_position_embeddings", int, defaults)
     theta, scaling = _rope(d, defaults, max_pos)
     dtype = d.get("torch_dtype", d.get("dtype"))
     return ModelConfig(
-        name=name, model_type=model_type, **shape, head_dim=head_dim,
+        name=name,
+        model_type=model_type,
+        **shape,
+        head_dim=head_dim,
         num_key_value_heads=_derived(d, "num_key_value_heads", int, defaults) or heads,
-        rms_norm_eps=_get(d, "rms_norm_eps", float, defaults), rope_theta=theta, rope_scaling=scaling,
+        rms_norm_eps=_get(d, "rms_norm_eps", float, defaults),
+        rope_theta=theta,
+        rope_scaling=scaling,
         tie_word_embeddings=_get(d, "tie_word_embeddings", bool, defaults),
-        **_attention_options(d, model_type, defaults), max_position_embeddings=max_pos,
+        **_attention_options(d, model_type, defaults),
+        max_position_embeddings=max_pos,
         sliding_window=_sliding_window(d, model_type, defaults, shape["num_hidden_layers"]),
         **_moe(d, model_type, defaults, shape["intermediate_size"]),
         torch_dtype=dtype if isinstance(dtype, str) else None,
-        initializer_range=_get(d, "initializer_range", float, defaults), source=source,
+        initializer_range=_get(d, "initializer_range", float, defaults),
+        source=source,
     )
 
 
@@ -330,5 +422,11 @@ def load_config(path: str | Path) -> ModelConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-__all__ = ["ModelConfig", "RopeScaling", "config_from_dict", "load_config", "SUPPORTED_MODEL_TYPES",
-           "DENSE_MODEL_TYPES"]
+__all__ = [
+    "ModelConfig",
+    "RopeScaling",
+    "config_from_dict",
+    "load_config",
+    "SUPPORTED_MODEL_TYPES",
+    "DENSE_MODEL_TYPES",
+]

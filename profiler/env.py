@@ -273,6 +273,8 @@ def energy_between(start: NvmlSnapshot, end: NvmlSnapshot) -> tuple[float | None
         return None, "NVML total energy counter not supported on this GPU"
     if end.energy_mj < start.energy_mj:
         return None, "NVML energy counter went backwards (driver reload?)"
+    if end.energy_mj == start.energy_mj:
+        return None, "NVML energy counter did not advance (region shorter than its update interval)"
     return (end.energy_mj - start.energy_mj) / 1000.0, None
 
 
@@ -334,13 +336,20 @@ class GpuMonitor:
         self._nvml = nvml
         self._snapshot_fn = lambda: _take_snapshot(nvml, handle)
 
+    def _sync(self) -> None:
+        """Wait for queued GPU work, so the snapshots bracket exactly the measured work."""
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.synchronize(self.device)
+
     def start(self) -> GpuMonitor:
         self.result = None
         self._open()
+        self._sync()
         self._start = self._snapshot_fn() if self._snapshot_fn is not None else None
         return self
 
     def stop(self) -> dict[str, Any]:
+        self._sync()
         if self._start is None:
             self.result = _unavailable(self._reason or "monitor was not started")
         else:

@@ -23,8 +23,10 @@ def greedy_generate(model, prompt: torch.Tensor, n_new: int) -> tuple[torch.Tens
         raise ProfilerError(f"n_new must be >= 1, got {n_new}")
     t = prompt.shape[-1]
     if prompt.dim() == 2 and t + n_new - 1 > model.max_seq_len:
-        raise KVCacheOverflowError(f"prompt of {t} tokens + {n_new} new tokens needs {t + n_new - 1} cache "
-                                   f"positions, max_seq_len is {model.max_seq_len}")
+        raise KVCacheOverflowError(
+            f"prompt of {t} tokens + {n_new} new tokens needs {t + n_new - 1} cache "
+            f"positions, max_seq_len is {model.max_seq_len}"
+        )
     logits = model(prompt, 0)
     step_logits, tokens = [logits], [logits.argmax(dim=-1)]
     for i in range(n_new - 1):

@@ -10,6 +10,8 @@ SGLang ``bench_one_batch`` for the decode step):
   come from the same samples. Output throughput of the device = batch ÷ TPOT; per sequence = 1 ÷ TPOT.
   Input and output tokens are never mixed.
 - A warm-up pass at the same shapes (prefill + a few decode steps) runs first and is discarded.
+- NVML snapshots (``profiler.env.GpuMonitor``) bracket the decode steps: GPU energy over them, and
+  warnings when clocks dropped or the GPU throttled; on CPU energy is reported unavailable.
 - An independent wall clock spans the whole decode loop, so the per-step samples can be checked
   against it, and the logits of the timed run are checked to be finite.
 """
@@ -22,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from profiler.env import GpuMonitor
 from profiler.errors import ProfilerError
 from profiler.timing import RegionTimer, Summary, summarize, synchronize
 
@@ -67,6 +70,7 @@ class DecodeMeasurement:
     output_tok_per_s_per_seq: float
     decode_wall_s: float
     logits_finite: bool
+    gpu_monitor: dict = dataclasses.field(default_factory=dict)  # profiler.env.GpuMonitor result over decode
 
 
 def _prompt(settings: DecodeSettings, vocab_size: int, device: torch.device) -> torch.Tensor:
@@ -112,7 +116,7 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
         ttft = prefill_timer.seconds()[0]
         steps = settings.gen_len - 1
         step_timer = RegionTimer(device)
-        synchronize(device)
+        monitor = GpuMonitor(device).start()  # energy counter and clocks around the decode steps
         wall0 = time.perf_counter()
         for i in range(steps):
             with step_timer.region():
@@ -123,6 +127,7 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
                 progress("decode", i + 1, steps)
         synchronize(device)
         decode_wall = time.perf_counter() - wall0
+        monitor_result = monitor.stop()
         step_times = step_timer.seconds()
     ok = bool(finite.item())
     if not ok:
@@ -132,4 +137,4 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
     return DecodeMeasurement(
         ttft_s=ttft, prefill_tok_per_s=b * settings.prompt_len / ttft, step_times_s=tuple(step_times),
         tpot=tpot, output_tok_per_s=b / tpot.median_s, output_tok_per_s_per_seq=1.0 / tpot.median_s,
-        decode_wall_s=decode_wall, logits_finite=ok)
+        decode_wall_s=decode_wall, logits_finite=ok, gpu_monitor=monitor_result)

@@ -377,7 +377,8 @@ TOOL_SOURCES: dict[str, str] = {
 def decode_from_record(record: dict) -> BatchDecode:
     """BatchDecode from a tokencost run record (keys ttft_s, step_times_s, batch_size, prompt_len).
 
-    Assumes step_times_s holds one entry per token after the first (the first comes with TTFT).
+    step_times_s holds one entry per token after the first (the first comes with TTFT), as
+    profiler.measure does: gen_len, when present, must equal len(step_times_s) + 1.
     Raises ProfilerError naming a missing or bad key.
     """
     for key in ("ttft_s", "step_times_s", "batch_size"):
@@ -385,6 +386,9 @@ def decode_from_record(record: dict) -> BatchDecode:
             raise ProfilerError(f"record has no {key!r}; compatible metrics need it")
     if not isinstance(record["step_times_s"], list):
         raise ProfilerError("record 'step_times_s' must be a list of seconds")
+    gen_len = record.get("gen_len")
+    if gen_len is not None and gen_len != len(record["step_times_s"]) + 1:
+        raise ProfilerError(f"record gen_len {gen_len} does not match {len(record['step_times_s'])} decode steps + 1")
     return BatchDecode(float(record["ttft_s"]), tuple(record["step_times_s"]),
                        int(record["batch_size"]), int(record.get("prompt_len") or 0))
 

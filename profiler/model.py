@@ -20,6 +20,21 @@ from profiler.config import DENSE_MODEL_TYPES, ModelConfig, RopeScaling
 from profiler.errors import ConfigError, KVCacheOverflowError, ProfilerError
 
 DEFAULT_MAX_SEQ_LEN_CAP = 4096
+# record_function labels of set_profiling_labels(True); "norm" covers every RMSNorm but the q/k ones.
+LABELS: tuple[str, ...] = (
+    "embed",
+    "norm",
+    "attn.qkv_proj",
+    "attn.qk_norm",
+    "attn.rope",
+    "attn.kv_write",
+    "attn.attention",
+    "attn.o_proj",
+    "mlp.gate_up_proj",
+    "mlp.swiglu",
+    "mlp.down_proj",
+    "lm_head",
+)
 _NO_LABEL = contextlib.nullcontext()
 
 
@@ -55,8 +70,10 @@ def rope_tables(cfg: ModelConfig, max_seq_len: int) -> tuple[torch.Tensor, torch
 
     Angles are computed in float64 on the CPU and rounded once to float32.
     """
-    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64),
-                         rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
+    angles = torch.outer(
+        torch.arange(max_seq_len, dtype=torch.float64),
+        rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling),
+    )
     return angles.cos().float(), angles.sin().float()
 
 
@@ -67,7 +84,9 @@ def _param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
 class Attention(nn.Module):
     """GQA self-attention with fused QKV weight ``wqkv [(Hq + 2 Hkv) D, H]`` and a static KV cache."""
 
-    def __init__(self, cfg: ModelConfig, ops: Ops, labels: _Labels, cache_shape: tuple[int, ...], dtype, device):
+    def __init__(
+        self, cfg: ModelConfig, ops: Ops, labels: _Labels, cache_shape: tuple[int, ...], dtype, device
+    ):
         super().__init__()
         self.cfg, self.ops, self.label = cfg, ops, labels
         self.hq, self.hkv, self.d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -78,9 +97,13 @@ class Attention(nn.Module):
         self.bo = _param(cfg.hidden_size, dtype=dtype, device=device) if cfg.o_bias else None
         self.q_norm = _param(self.d, dtype=dtype, device=device) if cfg.qk_norm else None
         self.k_norm = _param(self.d, dtype=dtype, device=device) if cfg.qk_norm else None
-        self.register_buffer("k_cache", torch.zeros(cache_shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v_cache", torch.zeros(cache_shape, dtype=dtype, device=device), persistent=False)
-        self.scale = self.d ** -0.5
+        self.register_buffer(
+            "k_cache", torch.zeros(cache_shape, dtype=dtype, device=device), persistent=False
+        )
+        self.register_buffer(
+            "v_cache", torch.zeros(cache_shape, dtype=dtype, device=device), persistent=False
+        )
+        self.scale = self.d**-0.5
 
     def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         b, t, _ = x.shape
@@ -100,8 +123,9 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)
         end = start_pos + t
-        self.k_cache[:b, :, start_pos:end] = k
-        self.v_cache[:b, :, start_pos:end] = v
+        with self.label("attn.kv_write"):
+            self.k_cache[:b, :, start_pos:end] = k
+            self.v_cache[:b, :, start_pos:end] = v
         window = self.cfg.sliding_window
         first = 0 if window is None else max(0, start_pos + 1 - window)  # oldest key any query can see
         keys, values = self.k_cache[:b, :, first:end], self.v_cache[:b, :, first:end]
@@ -130,7 +154,7 @@ class MLP(nn.Module):
         with self.label("mlp.gate_up_proj"):
             gate_up = self.ops.linear(x, self.w_gate_up, self.b_gate_up)
         with self.label("mlp.swiglu"):
-            h = self.ops.swiglu(gate_up[..., : self.f], gate_up[..., self.f:])
+            h = self.ops.swiglu(gate_up[..., : self.f], gate_up[..., self.f :])
         with self.label("mlp.down_proj"):
             return self.ops.linear(h, self.w_down, self.b_down)
 
@@ -167,19 +191,24 @@ class Transformer(nn.Module):
     (the same Parameter as ``embed`` when ``cfg.tie_word_embeddings``).
     """
 
-    def __init__(self, cfg: ModelConfig, *, max_batch_size: int, max_seq_len: int, ops: Ops,
-                 dtype: torch.dtype, device) -> None:
+    def __init__(
+        self, cfg: ModelConfig, *, max_batch_size: int, max_seq_len: int, ops: Ops, dtype: torch.dtype, device
+    ) -> None:
         super().__init__()
         self.cfg, self.ops = cfg, ops
         self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
         self.labels = _Labels()
         cache_shape = (max_batch_size, cfg.num_key_value_heads, max_seq_len, cfg.head_dim)
         self.embed = _param(cfg.vocab_size, cfg.hidden_size, dtype=dtype, device=device)
-        self.layers = nn.ModuleList(Block(cfg, ops, self.labels, cache_shape, dtype, device)
-                                    for _ in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            Block(cfg, ops, self.labels, cache_shape, dtype, device) for _ in range(cfg.num_hidden_layers)
+        )
         self.norm = _param(cfg.hidden_size, dtype=dtype, device=device)
-        self.lm_head = self.embed if cfg.tie_word_embeddings else _param(cfg.vocab_size, cfg.hidden_size,
-                                                                          dtype=dtype, device=device)
+        self.lm_head = (
+            self.embed
+            if cfg.tie_word_embeddings
+            else _param(cfg.vocab_size, cfg.hidden_size, dtype=dtype, device=device)
+        )
         cos, sin = rope_tables(cfg, max_seq_len)
         self.register_buffer("rope_cos", cos.to(device), persistent=False)
         self.register_buffer("rope_sin", sin.to(device), persistent=False)
@@ -193,9 +222,8 @@ class Transformer(nn.Module):
         return self.embed.device
 
     def set_profiling_labels(self, enabled: bool) -> None:
-        """Wrap every op call in ``torch.profiler.record_function`` regions ("attn.qkv_proj", "attn.qk_norm",
-        "attn.rope", "attn.attention", "attn.o_proj", "mlp.gate_up_proj", "mlp.swiglu", "mlp.down_proj",
-        "norm", "embed", "lm_head") while enabled; off by default (no profiler events)."""
+        """Wrap every op call in ``torch.profiler.record_function`` regions while enabled; off by default
+        (no profiler events). Labels: ``LABELS``."""
         self.labels.enabled = bool(enabled)
 
     def set_ops(self, ops: Ops) -> None:
@@ -212,16 +240,20 @@ class Transformer(nn.Module):
 
     def _check(self, tokens: torch.Tensor, start_pos: int) -> None:
         if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32) or tokens.shape[1] == 0:
-            raise ProfilerError(f"tokens must be an int64 tensor [batch, seq_len >= 1], got {tuple(tokens.shape)} "
-                                f"{tokens.dtype}")
+            raise ProfilerError(
+                f"tokens must be an int64 tensor [batch, seq_len >= 1], got {tuple(tokens.shape)} "
+                f"{tokens.dtype}"
+            )
         b, t = tokens.shape
         if b > self.max_batch_size:
             raise ProfilerError(f"batch size {b} exceeds max_batch_size {self.max_batch_size}")
         if start_pos < 0:
             raise ProfilerError(f"start_pos must be >= 0, got {start_pos}")
         if start_pos + t > self.max_seq_len:
-            raise KVCacheOverflowError(f"KV cache overflow: positions {start_pos}..{start_pos + t - 1} do not fit "
-                                       f"max_seq_len {self.max_seq_len}")
+            raise KVCacheOverflowError(
+                f"KV cache overflow: positions {start_pos}..{start_pos + t - 1} do not fit "
+                f"max_seq_len {self.max_seq_len}"
+            )
 
     def forward(self, tokens: torch.Tensor, start_pos: int, *, all_logits: bool = False) -> torch.Tensor:
         """Run ``tokens [B, T]`` at positions ``start_pos .. start_pos+T-1`` and update the KV cache there.
@@ -239,7 +271,7 @@ class Transformer(nn.Module):
         """
         self._check(tokens, start_pos)
         t = tokens.shape[1]
-        cos, sin = self.rope_cos[start_pos:start_pos + t], self.rope_sin[start_pos:start_pos + t]
+        cos, sin = self.rope_cos[start_pos : start_pos + t], self.rope_sin[start_pos : start_pos + t]
         with self.labels("embed"):
             x = nn.functional.embedding(tokens, self.embed)
         residual = None
@@ -261,18 +293,30 @@ def default_max_seq_len(cfg: ModelConfig) -> int:
 
 def _check_build_args(cfg: ModelConfig, max_batch_size: int, max_seq_len: int) -> None:
     if cfg.model_type not in DENSE_MODEL_TYPES or cfg.is_moe:
-        raise ConfigError(f"model_type {cfg.model_type!r} ({cfg.name}) has no decode model: mixture-of-experts "
-                          f"configs are for roofline estimates only; decode supports {', '.join(DENSE_MODEL_TYPES)}")
+        raise ConfigError(
+            f"model_type {cfg.model_type!r} ({cfg.name}) has no decode model: mixture-of-experts "
+            f"configs are for roofline estimates only; decode supports {', '.join(DENSE_MODEL_TYPES)}"
+        )
     if max_batch_size < 1:
         raise ProfilerError(f"max_batch_size must be >= 1, got {max_batch_size}")
     if not 1 <= max_seq_len <= cfg.max_position_embeddings:
-        raise ProfilerError(f"max_seq_len must be in 1..max_position_embeddings ({cfg.max_position_embeddings}), "
-                            f"got {max_seq_len}")
+        raise ProfilerError(
+            f"max_seq_len must be in 1..max_position_embeddings ({cfg.max_position_embeddings}), "
+            f"got {max_seq_len}"
+        )
 
 
-def build_model(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                max_batch_size: int = 1, max_seq_len: int | None = None, ops: Ops | None = None,
-                seed: int = 0, weights_dir: str | None = None) -> Transformer:
+def build_model(
+    cfg: ModelConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    max_batch_size: int = 1,
+    max_seq_len: int | None = None,
+    ops: Ops | None = None,
+    seed: int = 0,
+    weights_dir: str | None = None,
+) -> Transformer:
     """Build a :class:`Transformer` in eval mode with its KV cache allocated.
 
     Weights: from the HF safetensors checkpoint in ``weights_dir`` when given, else seeded dummy
@@ -288,8 +332,14 @@ def build_model(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, device:
 
     max_seq_len = default_max_seq_len(cfg) if max_seq_len is None else max_seq_len
     _check_build_args(cfg, max_batch_size, max_seq_len)
-    model = Transformer(cfg, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-                        ops=ops if ops is not None else resolve("torch"), dtype=dtype, device=torch.device(device))
+    model = Transformer(
+        cfg,
+        max_batch_size=max_batch_size,
+        max_seq_len=max_seq_len,
+        ops=ops if ops is not None else resolve("torch"),
+        dtype=dtype,
+        device=torch.device(device),
+    )
     if weights_dir is not None:
         load_hf_weights(model, weights_dir)
     else:
@@ -297,4 +347,4 @@ def build_model(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, device:
     return model.eval()
 
 
-__all__ = ["Transformer", "build_model", "default_max_seq_len", "rope_inv_freq", "rope_tables"]
+__all__ = ["LABELS", "Transformer", "build_model", "default_max_seq_len", "rope_inv_freq", "rope_tables"]

@@ -52,9 +52,11 @@ def _repair_partial_tail(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return  # the usual case: only the last byte is read
+        fh.seek(0)
         data = fh.read()
-        if data.endswith(b"\n"):
-            return
         cut = data.rfind(b"\n") + 1
         try:
             json.loads(data[cut:])

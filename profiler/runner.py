@@ -119,6 +119,20 @@ def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_
     }
 
 
+def energy_fields(m, batch_size: int) -> dict:
+    """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
+    mon = m.gpu_monitor or {}
+    joules = mon.get("energy_j")
+    tokens = batch_size * m.tpot.n
+    return {
+        "gpu_energy_j": joules, "energy_source": mon.get("energy_source", "unavailable"),
+        "energy_unavailable_reason": mon.get("energy_unavailable_reason"),
+        "gpu_energy_per_output_token_j": joules / tokens if joules else None,
+        "gpu_avg_power_w": mon.get("avg_power_w"), "decode_output_tokens": tokens,
+        "gpu_monitor_warnings": list(mon.get("warnings", [])),
+    }
+
+
 def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: str,
               progress: ProgressFn | None = None, env: dict | None = None) -> dict:
     """Measure one point and return its result record (no price fields).
@@ -151,5 +165,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s))
+    record.update(energy_fields(m, spec.batch_size))
+    record["warnings"] = record["warnings"] + record["gpu_monitor_warnings"]
     record["env"] = env
     return record

@@ -77,7 +77,9 @@ def attention_prefill(q, k, v, scale: float, window: int | None) -> torch.Tensor
 
 
 @register("attention_decode", "torch")
-def attention_decode(q, k_cache, v_cache, seq_lens: torch.Tensor, scale: float, window: int | None) -> torch.Tensor:
+def attention_decode(
+    q, k_cache, v_cache, seq_lens: torch.Tensor, scale: float, window: int | None
+) -> torch.Tensor:
     """One query per sequence over its first ``seq_lens[b]`` cached keys (minus any window).
 
     ``q [B, Hq, D]``, caches ``[B, Hkv, S, D]``, ``seq_lens [B]`` int32 -> ``[B, Hq, D]``. Reads every

@@ -18,8 +18,8 @@ from profiler.backends import register
 from profiler.errors import BackendUnavailableError
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-    raise BackendUnavailableError("the triton backend needs a CUDA GPU or TRITON_INTERPRET=1 (set before start); "
-                                  "use --backend torch")
+    raise BackendUnavailableError(
+        "the triton backend needs a CUDA GPU or TRITON_INTERPRET=1 (set before start); use --backend torch")
 
 import kernels  # noqa: E402  (after the check: kernel definitions depend on TRITON_INTERPRET)
 

@@ -107,6 +107,8 @@ def test_energy_unknown_when_counter_missing_or_backwards():
     assert energy_between(_snap(0, energy=None), _snap(1))[0] is None
     joules, reason = energy_between(_snap(0, energy=10), _snap(1, energy=5))
     assert joules is None and "backwards" in reason
+    joules, reason = energy_between(_snap(0, energy=10), _snap(1, energy=10))
+    assert joules is None and "did not advance" in reason  # a zero reading is not a measurement
     r = monitor_result(_snap(0, energy=None), _snap(1, energy=None))
     assert r["energy_j"] is None and r["avg_power_w"] is None and r["energy_source"] == "unavailable"
 

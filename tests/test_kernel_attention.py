@@ -127,7 +127,8 @@ def test_decode_split_count_only_changes_rounding():
     lens = torch.tensor([300, 123], dtype=torch.int32, device=DEVICE)
     one = attention_decode(q, k, v, lens, num_splits=1)
     for splits in (2, 7):
-        torch.testing.assert_close(attention_decode(q, k, v, lens, num_splits=splits), one, rtol=1e-5, atol=1e-5)
+        split = attention_decode(q, k, v, lens, num_splits=splits)
+        torch.testing.assert_close(split, one, rtol=1e-5, atol=1e-5)
 
 
 def test_choose_num_splits():
@@ -139,6 +140,21 @@ def test_choose_num_splits():
     assert choose_num_splits(64, 8, 8192, 132) == 1  # 512 programs already fill the GPU
     assert choose_num_splits(1, 8, 300, 132) == 1  # too short to split
     assert choose_num_splits(1, 1, 1 << 20, 132) == 64
+
+
+def test_gpu_autotune_pruning_fits_shared_memory_at_head_dim_256():
+    """The GPU-only config pruning (the interpreter runs one fixed config) leaves configs whose
+    16-bit Q, K and V tiles fit Hopper's shared memory at head_dim 256, and prunes nothing at 64."""
+    from kernels.attention_decode import _CONFIGS as DECODE_CONFIGS, _prune as prune_decode
+    from kernels.attention_prefill import _CONFIGS as PREFILL_CONFIGS, _prune as prune_prefill
+
+    kept = prune_prefill(PREFILL_CONFIGS, {}, BLOCK_D=256)
+    assert kept and all(2 * 256 * (c.kwargs["BLOCK_M"] + 2 * c.kwargs["BLOCK_N"] * c.num_stages) <= 200 * 1024
+                        for c in kept)
+    assert len(prune_prefill(PREFILL_CONFIGS, {}, BLOCK_D=64)) == len(PREFILL_CONFIGS)
+    kept = prune_decode(DECODE_CONFIGS, {}, BLOCK_D=256)
+    assert kept and max(c.kwargs["BLOCK_N"] * c.num_stages for c in kept) <= 192
+    assert all(c.kwargs["BLOCK_N"] >= 16 for c in PREFILL_CONFIGS + DECODE_CONFIGS)
 
 
 def test_attention_rejects_bad_inputs():

@@ -93,6 +93,19 @@ def test_choose_split_k():
     assert choose_split_k(1, 64, 1 << 20, 132) <= 16
 
 
+def test_gpu_autotune_pruning_keeps_fitting_configs():
+    """The GPU-only config pruning (not exercised by the interpreter's single config) keeps exactly the
+    row tile covering a skinny M, and no row tile much taller than a large M."""
+    from kernels.matmul import _LARGE_CONFIGS, _SKINNY_CONFIGS, _prune_large, _prune_skinny
+
+    for M, block_m in ((1, 16), (16, 16), (17, 32), (64, 64)):
+        kept = _prune_skinny(_SKINNY_CONFIGS, {"M": M})
+        assert kept and {c.kwargs["BLOCK_M"] for c in kept} == {block_m}
+    assert {c.kwargs["BLOCK_M"] for c in _prune_large(_LARGE_CONFIGS, {"M": 65})} == {64, 128}
+    assert len(_prune_large(_LARGE_CONFIGS, {"M": 4096})) == len(_LARGE_CONFIGS)
+    assert all(c.kwargs["BLOCK_K"] >= 16 for c in _LARGE_CONFIGS + _SKINNY_CONFIGS)
+
+
 def test_matmul_rejects_bad_inputs():
     a = torch.randn(4, 8, device=DEVICE)
     b = torch.randn(8, 5, device=DEVICE)

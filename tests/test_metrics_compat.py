@@ -154,6 +154,9 @@ def test_emit_compat_errors():
         decode_from_record({**RECORD, "step_times_s": []})
     with pytest.raises(ProfilerError):
         decode_from_record({**RECORD, "ttft_s": 0.0})
+    assert decode_from_record({**RECORD, "gen_len": 4}).output_tokens_per_seq == 4
+    with pytest.raises(ProfilerError, match="gen_len"):
+        decode_from_record({**RECORD, "gen_len": 3})
 
 
 @pytest.mark.parametrize("args", [

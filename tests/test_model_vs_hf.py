@@ -22,38 +22,65 @@ import pytest
 import torch
 import transformers
 
+from profiler import torch_ops
 from profiler.backends import Ops, resolve
 from profiler.config import load_config
 from profiler.errors import ConfigError, KVCacheOverflowError, ProfilerError
 from profiler.generate import greedy_generate
-from profiler.model import Transformer, build_model, rope_inv_freq
+from profiler.model import LABELS, Transformer, build_model, default_max_seq_len, rope_inv_freq
 from profiler.presets import get_preset
-from profiler import torch_ops
 
 REL_TOL = 1e-4
 PROMPT_LEN, N_STEPS = 7, 9
-LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 64}  # with theta 5e5 and D 16: kept, blended and scaled bands
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}  # with theta 5e5 and D 16: kept, blended and scaled bands
 
 # name -> (config class, overrides, batch size). Base: hidden 64, 4 heads, 2 KV heads, 2 layers.
 CASES = {
     "llama-gqa4-untied": ("LlamaConfig", dict(num_key_value_heads=1), 2),
     "llama-llama3-rope": ("LlamaConfig", dict(rope_scaling=LLAMA3_ROPE, rope_theta=500000.0), 2),
-    "llama-tied-mha5": ("LlamaConfig", dict(tie_word_embeddings=True, hidden_size=80, num_attention_heads=5,
-                                            num_key_value_heads=5), 1),
-    "llama-bias-odd9": ("LlamaConfig", dict(attention_bias=True, mlp_bias=True, hidden_size=72,
-                                            num_attention_heads=9, num_key_value_heads=3), 3),
+    "llama-tied-mha5": (
+        "LlamaConfig",
+        dict(tie_word_embeddings=True, hidden_size=80, num_attention_heads=5, num_key_value_heads=5),
+        1,
+    ),
+    "llama-bias-odd9": (
+        "LlamaConfig",
+        dict(
+            attention_bias=True, mlp_bias=True, hidden_size=72, num_attention_heads=9, num_key_value_heads=3
+        ),
+        3,
+    ),
     "mistral-window5": ("MistralConfig", dict(sliding_window=5), 2),
-    "qwen2-gqa7": ("Qwen2Config", dict(hidden_size=112, num_attention_heads=7, num_key_value_heads=1,
-                                       tie_word_embeddings=True), 2),
-    "qwen3-headdim96": ("Qwen3Config", dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=3,
-                                            head_dim=96, attention_bias=True), 2),
+    "qwen2-gqa7": (
+        "Qwen2Config",
+        dict(hidden_size=112, num_attention_heads=7, num_key_value_heads=1, tie_word_embeddings=True),
+        2,
+    ),
+    "qwen3-headdim96": (
+        "Qwen3Config",
+        dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=3, head_dim=96, attention_bias=True),
+        2,
+    ),
 }
 
 
 def _hf_model(cls_name: str, **overrides) -> torch.nn.Module:
-    base = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-                intermediate_size=96, vocab_size=101, max_position_embeddings=128, rms_norm_eps=1e-6)
+    base = dict(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        intermediate_size=96,
+        vocab_size=101,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+    )
     hc = getattr(transformers, cls_name)(**{**base, **overrides})
     hf = transformers.AutoModelForCausalLM.from_config(hc, attn_implementation="eager").float().eval()
     gen = torch.Generator().manual_seed(1234)
@@ -66,8 +93,13 @@ def _hf_model(cls_name: str, **overrides) -> torch.nn.Module:
 
 def _ours(hf, path, *, max_batch_size: int = 4, max_seq_len: int = 32, dtype=torch.float32) -> Transformer:
     hf.save_pretrained(path)
-    return build_model(load_config(path), dtype=dtype, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-                       weights_dir=str(path))
+    return build_model(
+        load_config(path),
+        dtype=dtype,
+        max_batch_size=max_batch_size,
+        max_seq_len=max_seq_len,
+        weights_dir=str(path),
+    )
 
 
 def _prompt(batch: int, length: int = PROMPT_LEN, vocab: int = 101) -> torch.Tensor:
@@ -131,17 +163,22 @@ def test_greedy_generate_matches_hf_generate(tmp_path):
     assert all(torch.equal(lg.argmax(-1), tokens[:, i]) for i, lg in enumerate(step_logits))
 
 
-@pytest.mark.parametrize("case, mutate", [
-    ("llama-llama3-rope", lambda cfg: dataclasses.replace(cfg, rope_scaling=None)),
-    ("mistral-window5", lambda cfg: dataclasses.replace(cfg, sliding_window=None)),
-])
+@pytest.mark.parametrize(
+    "case, mutate",
+    [
+        ("llama-llama3-rope", lambda cfg: dataclasses.replace(cfg, rope_scaling=None)),
+        ("mistral-window5", lambda cfg: dataclasses.replace(cfg, sliding_window=None)),
+    ],
+)
 @torch.no_grad()
 def test_tolerance_detects_wrong_rope_scaling_and_window(case, mutate, tmp_path):
     """The comparison is sensitive: dropping llama3 scaling or the window breaks it by >> tolerance."""
     cls_name, overrides, batch = CASES[case]
     hf = _hf_model(cls_name, **overrides)
     hf.save_pretrained(tmp_path)
-    wrong = build_model(mutate(load_config(tmp_path)), max_batch_size=2, max_seq_len=32, weights_dir=str(tmp_path))
+    wrong = build_model(
+        mutate(load_config(tmp_path)), max_batch_size=2, max_seq_len=32, weights_dir=str(tmp_path)
+    )
     prompt = _prompt(batch, 16)
     ref = hf(input_ids=prompt).logits
     err = (wrong(prompt, 0, all_logits=True) - ref).abs().max().item()
@@ -179,7 +216,7 @@ def test_kv_cache_may_fill_exactly_then_overflow_raises_without_writing(tmp_path
         model(_prompt(2, 3), max_seq_len - 2)
     with pytest.raises(KVCacheOverflowError):
         greedy_generate(model, prompt, max_seq_len - PROMPT_LEN + 2)
-    for (k, v), layer in zip(before, model.layers):
+    for (k, v), layer in zip(before, model.layers, strict=True):
         assert torch.equal(k, layer.attn.k_cache) and torch.equal(v, layer.attn.v_cache)
 
 
@@ -194,18 +231,27 @@ def test_bad_forward_and_build_arguments_raise_profiler_errors():
         build_model(cfg, max_seq_len=cfg.max_position_embeddings + 1)
     with pytest.raises(ProfilerError, match="max_batch_size"):
         build_model(cfg, max_batch_size=0)
+    assert default_max_seq_len(cfg) == 4096 and default_max_seq_len(get_preset("llama-2-7b")) == 4096
+    assert default_max_seq_len(dataclasses.replace(cfg, max_position_embeddings=100)) == 100
     for moe in ("mixtral-8x7b", "qwen3-30b-a3b"):
         with pytest.raises(ConfigError, match="roofline"):
             build_model(get_preset(moe), max_seq_len=8)
 
 
 def test_dummy_weights_are_seeded_with_init_std_and_cast_after_generation():
-    cfg = dataclasses.replace(get_preset("qwen2.5-0.5b"), num_hidden_layers=2, vocab_size=300, hidden_size=112,
-                              num_attention_heads=7, num_key_value_heads=1, intermediate_size=160)
+    cfg = dataclasses.replace(
+        get_preset("qwen2.5-0.5b"),
+        num_hidden_layers=2,
+        vocab_size=300,
+        hidden_size=112,
+        num_attention_heads=7,
+        num_key_value_heads=1,
+        intermediate_size=160,
+    )
     a, b = build_model(cfg, max_seq_len=8, seed=3), build_model(cfg, max_seq_len=8, seed=3)
     c = build_model(cfg, max_seq_len=8, seed=4)
     half = build_model(cfg, max_seq_len=8, seed=3, dtype=torch.bfloat16)
-    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.embed, c.embed)
     assert torch.equal(half.layers[0].attn.wqkv, a.layers[0].attn.wqkv.bfloat16())  # same draw, then cast
     assert a.lm_head is a.embed  # tied
@@ -226,33 +272,50 @@ def _counting_ops(counts: dict[str, int]) -> Ops:
         def counted(*args, **kwargs):
             counts[op] = counts.get(op, 0) + 1
             return fn(*args, **kwargs)
+
         return counted
+
     names = ("linear", "attention_prefill", "attention_decode", "rmsnorm", "rope", "swiglu")
     return Ops(**{op: wrap(op) for op in names})
 
 
 @torch.no_grad()
 def test_every_hot_op_goes_through_the_ops_bundle_and_labels_are_optional():
-    cfg = dataclasses.replace(get_preset("qwen3-0.6b"), num_hidden_layers=3, vocab_size=64, hidden_size=32,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=48)
+    cfg = dataclasses.replace(
+        get_preset("qwen3-0.6b"),
+        num_hidden_layers=3,
+        vocab_size=64,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=48,
+    )
     model = build_model(cfg, max_seq_len=8)
     counts: dict[str, int] = {}
     model.set_ops(_counting_ops(counts))
     model(torch.tensor([[1, 2, 3]]), 0)
     model(torch.tensor([[4]]), 3)
     n = cfg.num_hidden_layers
-    # per forward: 4 linears per layer (qkv, o, gate_up, down) + lm_head; 2 (+2 q/k) norms per layer + final; 2 ropes per layer
-    assert counts == {"linear": 2 * (4 * n + 1), "rmsnorm": 2 * (4 * n + 1), "rope": 2 * 2 * n, "swiglu": 2 * n,
-                      "attention_prefill": n, "attention_decode": n}
+    # per forward: 4 linears per layer (qkv, o, gate_up, down) + lm_head;
+    # 2 (+2 q/k) norms per layer + the final one; 2 ropes per layer
+    assert counts == {
+        "linear": 2 * (4 * n + 1),
+        "rmsnorm": 2 * (4 * n + 1),
+        "rope": 2 * 2 * n,
+        "swiglu": 2 * n,
+        "attention_prefill": n,
+        "attention_decode": n,
+    }
 
     def labels() -> set[str]:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             model(torch.tensor([[5]]), 4)
         return {e.key for e in prof.key_averages()}
-    assert not labels() & {"attn.attention", "mlp.swiglu"}
+
+    assert not labels() & set(LABELS)
     model.set_profiling_labels(True)
-    assert {"embed", "norm", "attn.qkv_proj", "attn.qk_norm", "attn.rope", "attn.attention", "attn.o_proj",
-            "mlp.gate_up_proj", "mlp.swiglu", "mlp.down_proj", "lm_head"} <= labels()
+    assert set(LABELS) <= labels()  # a qwen3 model uses every label, attn.qk_norm included
 
 
 def _naive_attention(q, k, v, scale, allowed):
@@ -278,6 +341,7 @@ def test_torch_attention_decode_masks_each_sequence_and_prefill_aligns_bottom_ri
 
     def in_window(pos, j):
         return j <= pos and (window is None or j > pos - window)
+
     got = torch_ops.attention_decode(q[:, :, 0], k, v, lens, 0.3, window)
     ref = _naive_attention(q, k, v, 0.3, lambda b, i, j: in_window(int(lens[b]) - 1, j))
     torch.testing.assert_close(got.double(), ref[:, :, 0], atol=1e-5, rtol=1e-5)
@@ -290,8 +354,12 @@ def test_torch_attention_decode_masks_each_sequence_and_prefill_aligns_bottom_ri
 def test_llama3_inv_freq_matches_transformers():
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    hc = transformers.LlamaConfig(hidden_size=512, num_attention_heads=4, rope_theta=500000.0,
-                                  rope_scaling={**LLAMA3_ROPE, "original_max_position_embeddings": 8192})
+    hc = transformers.LlamaConfig(
+        hidden_size=512,
+        num_attention_heads=4,
+        rope_theta=500000.0,
+        rope_scaling={**LLAMA3_ROPE, "original_max_position_embeddings": 8192},
+    )
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](hc)
     ours = rope_inv_freq(128, 500000.0, _scaling_of(hc))
     torch.testing.assert_close(ours.float(), ref, rtol=1e-6, atol=0)

@@ -234,7 +234,7 @@ def read_table(schema: Schema, path: str | Path) -> dict[tuple, dict]:
 
 def _open(path: str | Path):
     try:
-        return open(path, newline="", encoding="utf-8")
+        return open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise CostError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
 

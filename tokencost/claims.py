@@ -300,7 +300,7 @@ def check_claim(claim: Claim, usd_per_gpu_hour: float | None = None, price_sourc
     spec, cfg = lookup_gpu(claim.gpu, cat), resolve_model(claim)
     price, source = _price(claim, spec, usd_per_gpu_hour, price_source, cat)
     common = dict(claim=claim, claimed_tok_per_s_per_gpu=per_gpu, claimed_output_tok_per_s_per_gpu=out_per_gpu,
-                  usd_per_gpu_hour=price, price_source=source, notes=_notes(claim),
+                  usd_per_gpu_hour=price, price_source=source, notes=_notes(claim) + _context_note(claim, cfg),
                   **_cost_fields(claim, per_gpu, out_per_gpu, price))
     missing = _missing(claim, cfg, spec)
     if missing is not None:
@@ -330,6 +330,13 @@ def _notes(claim: Claim) -> tuple[str, ...]:
     if claim.output_len is None and claim.input_len is not None:
         notes.append("output length not stated: bound at the first decode step only")
     return tuple(notes)
+
+
+def _context_note(claim: Claim, cfg: ModelConfig | None) -> tuple[str, ...]:
+    length = (claim.input_len or 0) + (claim.output_len or 0)
+    if cfg is None or length <= cfg.max_position_embeddings:
+        return ()
+    return (f"input + output = {length} tokens exceeds the model's {cfg.max_position_embeddings} positions",)
 
 
 def claim_from_row(row: dict) -> Claim:

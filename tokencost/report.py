@@ -5,7 +5,8 @@ Input: the records of a JSONL results file (profiler/results.py documents the sc
 a decode step). Output files in the chosen folder:
 
 - ``frontier.png``: throughput per device against interactivity (tok/s per sequence), the Pareto
-  frontier of each model/device/dtype/backend series annotated with $/Mtok output.
+  frontier of each model/device/dtype/backend series at each context length, annotated with $/Mtok
+  output.
 - ``batch.png`` / ``context.png``: output tok/s and MBU against batch size / context length.
 - ``roofline.png``: kernels' arithmetic intensity (FLOP/byte) against achieved FLOP/s under the device
   ceilings min(peak FLOP/s, intensity × peak bandwidth) (Williams, Waterman & Patterson, "Roofline",
@@ -107,22 +108,32 @@ def _plottable(points: list[dict], *keys: str) -> list[dict]:
 
 
 def _point_label(p: dict) -> str:
-    label = f"B={p.get('batch_size', '?')} ctx={_context(p)}"
     usd = p.get("usd_per_mtok_output")
-    return label + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
+    return f"B={p.get('batch_size', '?')}" + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
+
+
+def _workloads(points: list[dict]) -> dict[str, list[dict]]:
+    """Series split by context length: a frontier compares batch sizes on one workload."""
+    out: dict[str, list[dict]] = {}
+    for name, series in _series(points).items():
+        for ctx in sorted({p.get("context_len") for p in series}, key=_numeric_first):
+            out[f"{name}, ctx {ctx}"] = [p for p in series if p.get("context_len") == ctx]
+    return out
 
 
 def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
-    """Throughput per device vs interactivity, frontier per series, $/Mtok output on frontier points."""
+    """Throughput per device vs interactivity; one frontier per series and context length, with
+    $/Mtok output on the frontier points."""
     pts = _plottable(points, THROUGHPUT_KEY, INTERACTIVITY_KEY)
     if not pts:
         return None, "frontier plot skipped: no measured run points with output_tok_per_s and output_tok_per_s_per_seq"
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    for name, series in _series(pts).items():
+    for name, series in _workloads(pts).items():
         front = pareto_frontier(series)
-        ax.scatter([p[INTERACTIVITY_KEY] for p in series], [p[THROUGHPUT_KEY] for p in series], alpha=0.35, s=18)
         line = ax.plot([p[INTERACTIVITY_KEY] for p in front], [p[THROUGHPUT_KEY] for p in front], "o-", label=name)
+        ax.scatter([p[INTERACTIVITY_KEY] for p in series], [p[THROUGHPUT_KEY] for p in series], alpha=0.35, s=18,
+                   color=line[0].get_color())
         for p in front:
             ax.annotate(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points", color=line[0].get_color())

@@ -111,7 +111,8 @@ def default_tco_params(gpu: str, catalog: Catalog | None = None, **overrides: fl
         elif found[name] is not None:
             values[name], sources[name] = found[name]
         else:
-            raise CostError(f"no default {name} for {spec.name} in the TCO catalog; pass it explicitly")
+            raise CostError(f"no default {name} for {spec.name} in the TCO catalog; pass it explicitly "
+                            f"(tokencost prices --tco {spec.name} --tco-param {name}=VALUE)")
     params = TcoParams(gpu=spec.name, sources=sources, **values)
     _validate(params)
     return params

@@ -76,6 +76,53 @@ def measure_and_price(spec, args: argparse.Namespace) -> dict:
     return record
 
 
+_CLAIM_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
+
+
+def claim_run_spec(claim, local_gpu_name: str | None):
+    """The RunSpec that reproduces ``claim`` on this machine, or a ValueError saying why it cannot.
+
+    The local GPU must be the claim's GPU (exact catalog match of the driver name), the model a preset
+    or config the decode loop builds, the precision one the loop runs (bf16/fp16), and batch (or
+    concurrency), input and output lengths must be stated. One local GPU runs the claim's per-GPU share.
+    """
+    from profiler.presets import resolve_model
+    from profiler.runner import RunSpec
+    from tokencost.hardware import lookup_gpu
+
+    spec = lookup_gpu(local_gpu_name) if local_gpu_name else None
+    if spec is None or spec.name != claim.gpu:
+        raise ValueError(f"--measure needs a local {claim.gpu}; this machine has "
+                         f"{local_gpu_name or 'no CUDA GPU'}")
+    dtype = _CLAIM_DTYPES.get((claim.precision or "").lower())
+    if dtype is None:
+        raise ValueError(f"--measure runs bf16 or fp16 only; the claim is {claim.precision or 'of unstated precision'}")
+    batch = claim.batch_size or claim.concurrency
+    if not (batch and claim.input_len and claim.output_len):
+        raise ValueError("--measure needs the claim's batch size (or concurrency), input and output lengths")
+    if claim.gpus != 1:
+        raise ValueError(f"--measure runs one GPU; the claim uses {claim.gpus} (tensor parallelism is not modelled)")
+    cfg = resolve_model(claim.model_preset, claim.config_path)
+    return RunSpec(cfg=cfg, batch_size=batch, prompt_len=claim.input_len, gen_len=claim.output_len,
+                   device="cuda", dtype=dtype)
+
+
 def measure_claim(claim) -> dict:
-    """Run the setup of a vendor claim on the local GPU (``tokencost validate --measure``)."""
-    raise ValueError("--measure is wired by the lead; not available yet")
+    """Run the setup of a vendor claim on the local GPU (``tokencost validate --measure``) and return
+    the measured figures in the claim's terms (output tok/s per GPU, TTFT, TPOT, MBU).
+
+    Raises:
+        ValueError: the claim cannot be reproduced here (see :func:`claim_run_spec`).
+    """
+    import torch
+
+    from profiler.runner import run_point
+
+    local = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    spec = claim_run_spec(claim, local)
+    bandwidth, source = device_bandwidth(torch.device("cuda"))
+    with progress_display(f"claim {claim.claim_id}") as update:
+        record = run_point(spec, bandwidth_bytes_per_s=bandwidth, bandwidth_source=source, progress=update)
+    keys = ("device_name", "dtype", "batch_size", "prompt_len", "gen_len", "ttft_s", "tpot_s", "output_tok_per_s",
+            "prefill_tok_per_s", "mbu", "roofline_output_tok_per_s")
+    return {k: record[k] for k in keys}

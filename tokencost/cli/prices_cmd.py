@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokencost.cli.common import print_json_line
+from tokencost.cli.common import key_value_list, print_json_line
 
 _GROUPS = ("gpu", "cpu", "api")
 
@@ -18,8 +18,51 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tier", metavar="TIER",
                    help="only this tier (on-demand, spot, reserved-1yr, owned-hyperscaler, ...), or cpu / api")
     p.add_argument("--gpu", metavar="NAME", help="only prices of this GPU (catalog or driver name)")
+    p.add_argument("--tco", metavar="GPU", help="also show the owned-hardware $/GPU-hour of this GPU, every "
+                   "parameter with its source")
+    p.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
+                   help="override a TCO parameter (capex_usd, depreciation_years, interest_rate, power_kw, pue, "
+                        "electricity_usd_per_kwh, colocation_usd_per_kw_month, utilization); repeatable")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return p
+
+
+def _tco(args: argparse.Namespace):
+    """The owned-hardware cost for ``--tco`` with ``--tco-param`` overrides, or None.
+
+    Raises:
+        CostError: unknown GPU or parameter, a value that is not a number, a missing default.
+    """
+    from tokencost.errors import CostError
+    from tokencost.tco import default_tco_params, owned_usd_per_gpu_hour
+
+    if args.tco is None:
+        if args.tco_param:
+            raise CostError("--tco-param needs --tco GPU")
+        return None
+    overrides = {}
+    for name, text in args.tco_param:
+        try:
+            overrides[name] = float(text)
+        except ValueError:
+            raise CostError(f"--tco-param {name}: expected a number, got {text!r}") from None
+    return owned_usd_per_gpu_hour(default_tco_params(args.tco, **overrides))
+
+
+def _tco_table(result):
+    from rich.table import Table
+
+    p = result.params
+    table = Table(title=f"Owned {p.gpu}: ${result.usd_per_gpu_hour:.4g}/GPU-hour around the clock, "
+                        f"${result.usd_per_utilized_gpu_hour:.4g} per utilised hour")
+    for col in ("parameter", "value", "source"):
+        table.add_column(col, overflow="fold")
+    for name, source in p.sources.items():
+        table.add_row(name, f"{getattr(p, name):g}", source)
+    table.add_row("= capex $/h", f"{result.capex_usd_per_hour:.4g}", "capex × CRF(rate, years) ÷ 8760")
+    table.add_row("= power $/h", f"{result.power_usd_per_hour:.4g}", "kW × PUE × $/kWh")
+    table.add_row("= colocation $/h", f"{result.colocation_usd_per_hour:.4g}", "kW × $/kW-month × 12 ÷ 8760")
+    return table
 
 
 def _selected(args: argparse.Namespace) -> dict[str, list]:
@@ -88,15 +131,23 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     groups = _selected(args)
+    tco = _tco(args)
+    if tco is not None and not (args.tier or args.gpu):  # --tco alone: just the TCO breakdown
+        groups = {name: [] for name in groups}
     if args.json:
         print_json_line({"gpu_prices": [q.as_dict() for q in groups["gpu"]],
                          "cpu_prices": [q.as_dict() for q in groups["cpu"]],
-                         "api_prices": [dataclasses.asdict(p) for p in groups["api"]]})
+                         "api_prices": [dataclasses.asdict(p) for p in groups["api"]],
+                         "tco": dataclasses.asdict(tco) if tco else None})
         return 0
     console = Console()
+    if not console.is_terminal:  # piped: wide lines rather than folded names
+        console = Console(width=160)
     for name, build in (("gpu", _gpu_table), ("cpu", _cpu_table), ("api", _api_table)):
         if groups[name]:
             console.print(build(groups[name]))
-    if not any(groups.values()):
+    if tco is not None:
+        console.print(_tco_table(tco))
+    if not any(groups.values()) and tco is None:
         console.print("no prices match these filters")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from tokencost.catalog import use_catalogs
-from tokencost.cost import usd_per_gpu_hour_from_instance, usd_per_mtok
+from tokencost.cost import request_cost, usd_per_gpu_hour_from_instance, usd_per_mtok
 from tokencost.errors import CostError
 from tokencost.prices import default_price_for_device, price_from_name
 
@@ -65,10 +65,48 @@ def _describe(quote) -> str:
 
 
 def add_cost_fields(record: dict, price: dict) -> dict:
-    """Add ``usd_per_hour``, ``price_source``, ``usd_per_mtok_output`` (from decode throughput) and
-    ``usd_per_mtok_input`` (from prefill throughput) to a result record, in place."""
+    """Add the price and $/Mtok fields to a result record, in place.
+
+    - ``usd_per_mtok_output``: price ÷ (decode output tok/s × 3600) × 1e6, the device's rate while it
+      decodes; ``usd_per_mtok_input``: the same from prefill (input) throughput. Each is a per-phase
+      rate: adding them would charge the GPU-hour twice (claims.md §4, mistake 5).
+    - ``request_usd_per_mtok_*``: one request of this shape (prompt_len in, gen_len out, batch_size
+      together) costed by GPU time: its share of the batched prefill for its input tokens and its
+      share of the decode steps for its output tokens (``tokencost.cost.request_cost``), with the 3:1
+      blended figure.
+    """
     record.update(price)
+    _add_energy_cost(record)
     hourly = price["usd_per_hour"]
-    record["usd_per_mtok_output"] = usd_per_mtok(hourly, record["output_tok_per_s"]) if hourly else None
-    record["usd_per_mtok_input"] = usd_per_mtok(hourly, record["prefill_tok_per_s"]) if hourly else None
+    keys = ("usd_per_mtok_output", "usd_per_mtok_input", "request_usd_per_mtok_input",
+            "request_usd_per_mtok_output", "request_usd_per_mtok_blended", "request_usd")
+    if not hourly:
+        record.update(dict.fromkeys(keys))
+        return record
+    b = record["batch_size"]
+    req = request_cost(hourly, prefill_s=record["ttft_s"] / b, decode_step_s=record["tpot_s"], batch_size=b,
+                       input_len=record["prompt_len"], output_len=record["gen_len"])
+    record.update(zip(keys, (usd_per_mtok(hourly, record["output_tok_per_s"]),
+                             usd_per_mtok(hourly, record["prefill_tok_per_s"]), req.usd_per_mtok_input,
+                             req.usd_per_mtok_output, req.usd_per_mtok_blended, req.usd_per_request)))
     return record
+
+
+def _add_energy_cost(record: dict) -> None:
+    """Electricity $/Mtok of the decode steps from the measured GPU energy (chip energy × PUE × $/kWh,
+    defaults from the TCO table), or None where no energy counter exists (never zero)."""
+    from tokencost.energy import energy_per_output_token
+    from tokencost.hardware import lookup_gpu
+    from tokencost.tco import default_tco_params
+
+    record["usd_per_mtok_electricity"] = None
+    joules, tokens = record.get("gpu_energy_j"), record.get("decode_output_tokens")
+    gpu = lookup_gpu(record.get("device_name") or "")
+    if not joules or not tokens or gpu is None:
+        return
+    try:
+        params = default_tco_params(gpu.name)
+    except CostError:  # no TCO defaults for this GPU: electricity cost stays unavailable
+        return
+    energy = energy_per_output_token(joules, tokens, usd_per_kwh=params.electricity_usd_per_kwh, pue=params.pue)
+    record["usd_per_mtok_electricity"] = energy.usd_per_mtok_electricity

@@ -109,7 +109,7 @@ def _summary_table(verdicts):
     from rich.table import Table
 
     table = Table(title="Throughput claims against the roofline (output tok/s per GPU)")
-    table.add_column("claim", overflow="fold")
+    table.add_column("claim", no_wrap=True)
     table.add_column("setup", overflow="fold")
     for col in ("claimed", "bound", "of bound"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         print_json_line(payload)
         return 0
     console = Console()
+    if not console.is_terminal:  # piped: wide lines rather than folded names
+        console = Console(width=160)
     if args.all:
         console.print(_summary_table(verdicts))
     else:

@@ -1,0 +1,162 @@
+"""Loading HF safetensors checkpoints (single file and sharded) into the fused layout, and its errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from profiler.config import load_config
+from profiler.errors import ProfilerError
+from profiler.model import build_model
+
+
+def _tiny_hf(**overrides) -> torch.nn.Module:
+    base = dict(
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        intermediate_size=48,
+        vocab_size=64,
+        max_position_embeddings=64,
+    )
+    hc = transformers.Qwen2Config(**{**base, **overrides})
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(hc).float().eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0, 0.2)
+    return hf
+
+
+def _save(hf, path, max_shard_size: str = "5GB"):
+    hf.save_pretrained(path, max_shard_size=max_shard_size)
+    return path
+
+
+def _load(path, cfg_path=None):
+    return build_model(load_config(cfg_path or path), max_seq_len=16, weights_dir=str(path))
+
+
+def test_single_and_sharded_checkpoints_load_the_same_weights(tmp_path):
+    hf = _tiny_hf()
+    single, sharded = _save(hf, tmp_path / "single"), _save(hf, tmp_path / "sharded", max_shard_size="8KB")
+    assert (single / "model.safetensors").is_file()
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    a, b = _load(single), _load(sharded)
+    for (name, x), y in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(x, y), name
+    state = hf.state_dict()
+    q_rows = 4 * 8
+    assert torch.equal(a.layers[1].attn.wqkv[:q_rows], state["model.layers.1.self_attn.q_proj.weight"])
+    assert torch.equal(
+        a.layers[1].attn.bqkv[q_rows : q_rows + 16], state["model.layers.1.self_attn.k_proj.bias"]
+    )
+    assert torch.equal(a.layers[0].mlp.w_gate_up[48:], state["model.layers.0.mlp.up_proj.weight"])
+    tokens = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(a(tokens, 0), hf(input_ids=tokens).logits[:, -1], atol=1e-4, rtol=0)
+
+
+def test_tied_checkpoint_without_lm_head_uses_the_embedding(tmp_path):
+    hf = _tiny_hf(tie_word_embeddings=True)
+    path = _save(hf, tmp_path / "tied")
+    assert "lm_head.weight" not in load_file(path / "model.safetensors")
+    model = _load(path)
+    assert model.lm_head is model.embed
+    assert torch.equal(model.embed, hf.state_dict()["model.embed_tokens.weight"])
+
+
+def _rewrite(path, edit) -> None:
+    tensors = load_file(path / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_missing_tensor_is_named(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    _rewrite(path, lambda t: t.pop("model.layers.1.mlp.down_proj.weight"))
+    with pytest.raises(ProfilerError, match="lacks tensor model.layers.1.mlp.down_proj.weight"):
+        _load(path)
+
+
+def test_untied_config_without_lm_head_is_an_error(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    _rewrite(path, lambda t: t.pop("lm_head.weight"))
+    with pytest.raises(ProfilerError, match="lacks tensor lm_head.weight"):
+        _load(path)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    _rewrite(path, lambda t: t.update({"model.layers.0.self_attn.k_proj.weight": torch.zeros(8, 32)}))
+    with pytest.raises(
+        ProfilerError, match=r"tensor model.layers.0.self_attn.k_proj.weight has shape \(8, 32\)"
+    ):
+        _load(path)
+
+
+def test_config_checkpoint_disagreement_is_an_error(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    llama_cfg = tmp_path / "llama.json"  # same shapes, but llama has no q/k/v biases
+    llama_cfg.write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 32,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "num_hidden_layers": 2,
+                "intermediate_size": 48,
+                "vocab_size": 64,
+                "max_position_embeddings": 64,
+            }
+        )
+    )
+    with pytest.raises(
+        ProfilerError,
+        match=r"has tensor model.layers.\d.self_attn.[qkv]_proj.bias that this config does not use",
+    ):
+        _load(path, llama_cfg)
+
+
+def test_missing_or_broken_checkpoint_files(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    cfg = load_config(path)
+    with pytest.raises(ProfilerError, match="does not exist"):
+        build_model(cfg, max_seq_len=16, weights_dir=str(tmp_path / "absent"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ProfilerError, match="neither model.safetensors nor model.safetensors.index.json"):
+        build_model(cfg, max_seq_len=16, weights_dir=str(empty))
+    (empty / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ProfilerError, match="cannot read safetensors header"):
+        build_model(cfg, max_seq_len=16, weights_dir=str(empty))
+    sharded = _save(_tiny_hf(), tmp_path / "sharded", max_shard_size="8KB")
+    shard = sorted(sharded.glob("model-*.safetensors"))[0]
+    shard.unlink()
+    with pytest.raises(ProfilerError, match=f"shard\\(s\\) missing: .*{shard.name}"):
+        build_model(cfg, max_seq_len=16, weights_dir=str(sharded))
+    (sharded / "model.safetensors.index.json").write_text("{}")
+    with pytest.raises(ProfilerError, match="weight_map"):
+        build_model(cfg, max_seq_len=16, weights_dir=str(sharded))
+
+
+def test_dummy_weights_repeat_one_seeded_block_in_large_tensors(monkeypatch):
+    from profiler import weights
+    from profiler.presets import get_preset
+
+    monkeypatch.setattr(weights, "DUMMY_BLOCK_NUMEL", 1000)
+    cfg = dataclasses.replace(get_preset("smollm2-135m"), num_hidden_layers=1, vocab_size=100)
+    fp32, bf16 = build_model(cfg, max_seq_len=4), build_model(cfg, max_seq_len=4, dtype=torch.bfloat16)
+    flat = fp32.embed.view(-1)  # 57,600 values: 57 full blocks and a partial one
+    assert torch.equal(flat[1000:2000], flat[:1000]) and torch.equal(flat[57000:], flat[:600])
+    assert len(torch.unique(flat[:1000])) == 1000
+    assert torch.equal(bf16.embed, fp32.embed.bfloat16())
+    assert not torch.equal(fp32.layers[0].mlp.w_down.view(-1)[:1000], flat[:1000])  # next draw per tensor
