@@ -62,12 +62,12 @@ SAMPLING_LABEL = "sampling"
 LABEL_ROWS: dict[str, str] = {
     "attn.qkv_proj": "matmul.qkv_proj", "attn.o_proj": "matmul.o_proj",
     "mlp.gate_up_proj": "matmul.gate_up_proj", "mlp.down_proj": "matmul.down_proj", "lm_head": "matmul.lm_head",
-    "attn.attention": "attention", "norm": "norm", "attn.qk_norm": "norm", "attn.rope": "rope",
+    "attn.attention": "attention.decode", "attn.kv_write": "attention.kv_write", "norm": "norm", "attn.qk_norm": "norm", "attn.rope": "rope",
     "mlp.swiglu": "activation", SAMPLING_LABEL: "sampling", "embed": "embed",
 }
 OTHER = "other"
 ROWS: tuple[str, ...] = ("matmul.qkv_proj", "matmul.o_proj", "matmul.gate_up_proj", "matmul.down_proj",
-                         "matmul.lm_head", "attention", "norm", "rope", "activation", "sampling", "embed", OTHER)
+                         "matmul.lm_head", "attention.decode", "attention.kv_write", "norm", "rope", "activation", "sampling", "embed", OTHER)
 # What-if classes; must equal tokencost.whatif.OP_CLASSES (a test checks it; the profiler cannot import
 # the cost layer).
 OP_CLASSES: tuple[str, ...] = ("matmul", "attention", "norm", "rope", "activation", "sampling", "embed", OTHER)
@@ -143,12 +143,13 @@ def _inner_labels_us(event, device_time: bool) -> float:
     return total
 
 
-def _step_name(event) -> str:
-    """Name of the ``ProfilerStep#N`` region an event lies in ("" outside any)."""
+def _step_key(event) -> int:
+    """Identity of the ``ProfilerStep`` region an event lies in (0 outside any). The profiler renames
+    every ``ProfilerStep#N`` to ``ProfilerStep*``, so regions are told apart by object, not name."""
     parent = event.cpu_parent
-    while parent is not None and not parent.name.startswith("ProfilerStep#"):
+    while parent is not None and not parent.name.startswith("ProfilerStep"):
         parent = parent.cpu_parent
-    return "" if parent is None else parent.name
+    return 0 if parent is None else id(parent)
 
 
 def label_times_us(events: Iterable, device_time: bool) -> list[dict[str, float]]:
@@ -156,12 +157,12 @@ def label_times_us(events: Iterable, device_time: bool) -> list[dict[str, float]
 
     ``device_time``: kernel time of the region's kernels (CUDA) instead of the region's host time.
     CUDA-side copies of the labels (``gpu_user_annotation``) are ignored; only host events count.
-    Steps are told apart by the ``ProfilerStep#N`` region ``prof.step()`` opens.
+    Steps are told apart by the ``ProfilerStep#N`` region that ``prof.step()`` opens.
     """
-    steps: dict[str, dict[str, float]] = {}
+    steps: dict[int, dict[str, float]] = {}
     for event in events:
         if _is_label(event):
-            rows = steps.setdefault(_step_name(event), {row: 0.0 for row in ROWS if row != OTHER})
+            rows = steps.setdefault(_step_key(event), {row: 0.0 for row in ROWS if row != OTHER})
             rows[LABEL_ROWS[event.name]] += _total_us(event, device_time) - _inner_labels_us(event, device_time)
     return list(steps.values())
 

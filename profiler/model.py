@@ -232,6 +232,23 @@ class Transformer(nn.Module):
             if hasattr(module, "ops"):
                 module.ops = ops
 
+    def resize_cache(self, max_batch_size: int, max_seq_len: int) -> None:
+        """Reallocate the KV cache (and RoPE tables) for a new shape, keeping the weights: a sweep
+        builds the weights once and gives each point a cache of exactly its size.
+
+        Raises:
+            ProfilerError: sizes outside 1..max_position_embeddings / below 1.
+        """
+        _check_build_args(self.cfg, max_batch_size, max_seq_len)
+        shape = (max_batch_size, self.cfg.num_key_value_heads, max_seq_len, self.cfg.head_dim)
+        for layer in self.layers:
+            layer.attn.k_cache = layer.attn.v_cache = None  # free the old cache before allocating
+            layer.attn.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            layer.attn.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        cos, sin = rope_tables(self.cfg, max_seq_len)
+        self.rope_cos, self.rope_sin = cos.to(self.device), sin.to(self.device)
+        self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
+
     def reset_cache(self) -> None:
         """Zero the KV cache of every layer (not needed between runs that start at position 0)."""
         for layer in self.layers:

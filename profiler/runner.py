@@ -83,16 +83,42 @@ def decode_context_len(spec: RunSpec) -> int:
     return spec.prompt_len + spec.gen_len // 2
 
 
-def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype):
-    """Build the model of ``spec`` with a cache sized exactly for it."""
+def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype, reuse: "ModelPool | None" = None):
+    """The model of ``spec`` with a cache sized exactly for it; from ``reuse`` when it holds the same
+    weights (same config, dtype, device, seed/checkpoint), otherwise built."""
     from profiler.backends import resolve
     from profiler.model import build_model
 
     ops = resolve(spec.backend, dict(spec.op_overrides))
+    seq_len = spec.settings().seq_len
+    if reuse is not None:
+        model = reuse.get(spec, device, dtype)
+        if model is not None:
+            model.resize_cache(spec.batch_size, seq_len)
+            model.set_ops(ops)
+            return model, ops
     model = build_model(spec.cfg, dtype=dtype, device=device, max_batch_size=spec.batch_size,
-                        max_seq_len=spec.settings().seq_len, ops=ops, seed=spec.seed,
-                        weights_dir=spec.weights_dir)
+                        max_seq_len=seq_len, ops=ops, seed=spec.seed, weights_dir=spec.weights_dir)
+    if reuse is not None:
+        reuse.put(spec, device, dtype, model)
     return model, ops
+
+
+class ModelPool:
+    """Keeps the last built model so a sweep builds (or loads) its weights once, not once per point."""
+
+    def __init__(self):
+        self._key, self._model = None, None
+
+    @staticmethod
+    def _key_of(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tuple:
+        return (spec.cfg, str(device), dtype, spec.seed, spec.weights_dir)
+
+    def get(self, spec: RunSpec, device: torch.device, dtype: torch.dtype):
+        return self._model if self._key == self._key_of(spec, device, dtype) else None
+
+    def put(self, spec: RunSpec, device: torch.device, dtype: torch.dtype, model) -> None:
+        self._key, self._model = self._key_of(spec, device, dtype), model
 
 
 def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_bytes_per_s: float) -> dict:
@@ -134,7 +160,7 @@ def energy_fields(m, batch_size: int) -> dict:
 
 
 def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: str,
-              progress: ProgressFn | None = None, env: dict | None = None) -> dict:
+              progress: ProgressFn | None = None, env: dict | None = None, reuse: ModelPool | None = None) -> dict:
     """Measure one point and return its result record (no price fields).
 
     Raises:
@@ -148,7 +174,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
         from profiler.env import collect_env
 
         env = collect_env(device)
-    model, ops = build_for(spec, device, dtype)
+    model, ops = build_for(spec, device, dtype, reuse)
     m = measure_decode(model, spec.settings(), progress=progress)
     record = {
         "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),

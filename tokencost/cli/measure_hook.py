@@ -47,30 +47,39 @@ def progress_display(label: str):
             bar.update(task, description=f"{label}: {phase}", completed=done, total=max(total, 1))
 
         yield update
-        if not console.is_terminal:
-            pass
+
+
+_POOL = None
+
+
+def measure_spec(spec, price: dict, bandwidth: tuple[float, str], progress=None) -> dict:
+    """Measure ``spec`` and add the cost fields; weights are reused between calls with the same model."""
+    from profiler.runner import ModelPool, run_point
+
+    global _POOL
+    _POOL = _POOL or ModelPool()
+    record = run_point(spec, bandwidth_bytes_per_s=bandwidth[0], bandwidth_source=bandwidth[1],
+                       progress=progress, reuse=_POOL)
+    add_cost_fields(record, price)
+    return record
 
 
 def measure_and_price(spec, args: argparse.Namespace) -> dict:
     """Measure ``spec`` (a RunSpec) on its device and return the priced result record."""
-    from profiler.env import collect_env
     from profiler.backends import resolve
-    from profiler.runner import check_positions, resolve_device, resolve_dtype, run_point
+    from profiler.runner import check_positions, resolve_device, resolve_dtype
 
     spec.settings().validate()
     check_positions(spec)
     device = resolve_device(spec.device)
     resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
     resolve(spec.backend, dict(spec.op_overrides))
-    price = resolve_price(args, device_type=device.type, device=device)  # fail fast on a bad price
-    bandwidth, bw_source = device_bandwidth(device)
-    env = collect_env(device)
+    price = resolve_price(args, device_type=device.type, device=device)
+    bandwidth = device_bandwidth(device)
     print(f"measuring {spec.cfg.name} on {device} (batch {spec.batch_size}, prompt {spec.prompt_len}, "
           f"gen {spec.gen_len}, backend {spec.backend})", file=sys.stderr)
     with progress_display(spec.cfg.name) as update:
-        record = run_point(spec, bandwidth_bytes_per_s=bandwidth, bandwidth_source=bw_source,
-                           progress=update, env=env)
-    add_cost_fields(record, price)
+        record = measure_spec(spec, price, bandwidth, progress=update)
     for warning in record.get("warnings", []):
         print(f"tokencost: warning: {warning}", file=sys.stderr)
     return record

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+import sys
+
+from rich.console import Console as _RichConsole
 from rich.table import Table
 
 
+def Console() -> _RichConsole:  # noqa: N802 - a factory standing in for rich's class
+    """rich Console on stdout; wide when stdout is a file or pipe, so tables are not squeezed to 80 columns."""
+    return _RichConsole() if sys.stdout.isatty() else _RichConsole(width=200)
+
+
 def _fmt(value, unit: str = "", digits: int = 3) -> str:
+    """Numbers for people: thousands separators from 1,000 up, ``digits`` significant digits below."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.{digits}g}{unit}"
+        text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+        return f"{text}{unit}"
     return f"{value}{unit}"
 
 
@@ -36,3 +45,33 @@ def print_run_table(r: dict) -> None:
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
+
+
+def print_sweep_table(summary: dict) -> None:
+    """Sweep points (repeats pooled) with the frontier marked, and the cost at a target if asked."""
+    on_frontier = {(p["batch_size"], p["prompt_len"]) for p in summary["frontier"]}
+    table = Table(title="sweep: throughput vs interactivity (* = on the Pareto frontier)")
+    for col in ("batch", "context", "output tok/s", "tok/s per seq", "TTFT", "MBU", "$/Mtok out",
+                "95% CI $/Mtok", "× floor", "repeats"):
+        table.add_column(col, justify="right")
+    for p in sorted(summary["points"], key=lambda p: (p["prompt_len"], p["batch_size"])):
+        ci = p.get("usd_per_mtok_output_ci95")
+        star = "*" if (p["batch_size"], p["prompt_len"]) in on_frontier else ""
+        table.add_row(f"{star}{p['batch_size']}", str(p["prompt_len"]), _fmt(p["output_tok_per_s"]),
+                      _fmt(p["output_tok_per_s_per_seq"]), _fmt(p["ttft_s"] * 1e3, " ms"), _fmt(p["mbu"] * 100, " %"),
+                      _fmt(p.get("usd_per_mtok_output"), "", 4), f"{ci[0]:.4g}–{ci[1]:.4g}" if ci else "n/a",
+                      _fmt(p.get("multiple_of_floor")), str(p["repeats"]))
+    console = Console()
+    console.print(table)
+    for s in summary["skipped"]:
+        console.print(f"skipped: batch {s['batch_size']}, context {s['prompt_len']}: {s['skip_reason']}")
+    for p in summary["points"]:
+        for w in p["warnings"]:
+            console.print(f"warning (batch {p['batch_size']}, context {p['prompt_len']}): {w}")
+    if "at_target_error" in summary:
+        console.print(f"no cost at the target interactivity: {summary['at_target_error']}")
+    if "at_target" in summary:
+        t = summary["at_target"]
+        how = "interpolated between measured points" if t["interpolated"] else "measured"
+        console.print(f"at {t['target_tok_per_s_per_seq']:.4g} tok/s per sequence: {t['output_tok_per_s']:.4g} "
+                      f"output tok/s, ${t['usd_per_mtok_output']:.4g}/Mtok ({how})")

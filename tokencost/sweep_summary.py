@@ -1,0 +1,85 @@
+"""Summaries of a sweep's records: repeats pooled per point with confidence intervals carried into
+dollars, the throughput-interactivity frontier with $/Mtok along it, the cost at a target
+interactivity, and each point's $/Mtok as a multiple of its roofline floor. Torch-free."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from tokencost.cost import usd_per_mtok
+from tokencost.errors import CostError
+from tokencost.frontier import cost_at_interactivity, cost_vs_floor, pareto_frontier
+from tokencost.stats import confidence_interval, spread_warning, usd_per_mtok_interval
+
+POINT_KEYS = ("model", "device", "dtype", "backend", "batch_size", "prompt_len", "gen_len")
+
+
+def _group(records: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r.get("kind", "run") == "run" and r.get("status", "ok") == "ok":
+            groups[tuple(r.get(k) for k in POINT_KEYS)].append(r)
+    return groups
+
+
+def _interval_fields(tok_per_s: list[float], usd_per_hour: float | None) -> dict[str, Any]:
+    """95% Student-t interval of output tok/s over repeats and the $/Mtok interval it implies."""
+    if len(tok_per_s) < 2:
+        return {}
+    mean, low, high = confidence_interval(tok_per_s)
+    out = {"output_tok_per_s_ci95": [low, high]}
+    if usd_per_hour and low > 0:
+        _, usd_low, usd_high = usd_per_mtok_interval(usd_per_hour, (mean, low, high))
+        out["usd_per_mtok_output_ci95"] = [usd_low, usd_high]
+    return out
+
+
+def summarize_point(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, Any]:
+    """One sweep point from its repeats: medians of the measured figures, the interval over repeats,
+    the roofline floor multiple, and a warning when repeats disagree."""
+    first = runs[0]
+    med = {k: statistics.median(r[k] for r in runs) for k in
+           ("output_tok_per_s", "output_tok_per_s_per_seq", "ttft_s", "tpot_s", "mbu", "prefill_tok_per_s")}
+    point = {k: first.get(k) for k in POINT_KEYS}
+    point.update(med, repeats=len(runs), roofline_output_tok_per_s=first["roofline_output_tok_per_s"],
+                 usd_per_hour=first.get("usd_per_hour"), price_source=first.get("price_source"))
+    hourly = first.get("usd_per_hour")
+    tps = [r["output_tok_per_s"] for r in runs]
+    point.update(_interval_fields(tps, hourly))
+    if hourly:
+        point["usd_per_mtok_input"] = usd_per_mtok(hourly, med["prefill_tok_per_s"])
+        point.update(cost_vs_floor(hourly, med["output_tok_per_s"], point["roofline_output_tok_per_s"]))
+    warning = spread_warning(tps, spread_threshold)
+    point["warnings"] = [warning] if warning else []
+    return point
+
+
+def summarize_sweep(records: list[dict], target_tok_per_s_per_seq: float | None = None) -> dict[str, Any]:
+    """Points (repeats pooled), the Pareto frontier of throughput vs interactivity with $/Mtok, the
+    cost at ``target_tok_per_s_per_seq`` (interpolated between measured frontier points, flagged as
+    such), and the skipped points with their reasons.
+
+    A target outside the measured interactivity range gives ``at_target_error`` instead of a figure.
+
+    Raises:
+        CostError: no measured point.
+    """
+    groups = _group(records)
+    if not groups:
+        raise CostError("the results hold no measured run points")
+    points = [summarize_point(runs) for runs in groups.values()]
+    frontier = pareto_frontier(points)
+    summary = {"kind": "sweep_summary", "points": points, "frontier": frontier,
+               "skipped": [{k: r.get(k) for k in ("batch_size", "prompt_len", "skip_reason")}
+                           for r in records if r.get("status") == "skipped"]}
+    if target_tok_per_s_per_seq is not None:
+        hourly = frontier[0].get("usd_per_hour")
+        try:
+            if not hourly:
+                raise CostError("a cost at a target interactivity needs a price")
+            summary["at_target"] = cost_at_interactivity(frontier, target_tok_per_s_per_seq, hourly)
+        except CostError as exc:  # the measured points stay useful: report why there is no figure
+            summary["at_target_error"] = str(exc)
+    return summary
