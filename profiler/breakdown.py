@@ -58,16 +58,19 @@ from profiler.runner import RunSpec, resolve_device, resolve_dtype
 from profiler.timing import RegionTimer, synchronize
 
 SAMPLING_LABEL = "sampling"
-# record_function label (profiler/model.py, plus SAMPLING_LABEL here) -> breakdown row.
+# record_function label (profiler/model.py LABELS, plus SAMPLING_LABEL here) -> breakdown row. The KV-cache
+# write belongs to the attention class (a fused attention kernel appends to the cache itself).
 LABEL_ROWS: dict[str, str] = {
     "attn.qkv_proj": "matmul.qkv_proj", "attn.o_proj": "matmul.o_proj",
     "mlp.gate_up_proj": "matmul.gate_up_proj", "mlp.down_proj": "matmul.down_proj", "lm_head": "matmul.lm_head",
-    "attn.attention": "attention.decode", "attn.kv_write": "attention.kv_write", "norm": "norm", "attn.qk_norm": "norm", "attn.rope": "rope",
-    "mlp.swiglu": "activation", SAMPLING_LABEL: "sampling", "embed": "embed",
+    "attn.attention": "attention.decode", "attn.kv_write": "attention.kv_write",
+    "norm": "norm", "attn.qk_norm": "norm", "attn.rope": "rope", "mlp.swiglu": "activation",
+    SAMPLING_LABEL: "sampling", "embed": "embed",
 }
 OTHER = "other"
 ROWS: tuple[str, ...] = ("matmul.qkv_proj", "matmul.o_proj", "matmul.gate_up_proj", "matmul.down_proj",
-                         "matmul.lm_head", "attention.decode", "attention.kv_write", "norm", "rope", "activation", "sampling", "embed", OTHER)
+                         "matmul.lm_head", "attention.decode", "attention.kv_write", "norm", "rope", "activation",
+                         "sampling", "embed", OTHER)
 # What-if classes; must equal tokencost.whatif.OP_CLASSES (a test checks it; the profiler cannot import
 # the cost layer).
 OP_CLASSES: tuple[str, ...] = ("matmul", "attention", "norm", "rope", "activation", "sampling", "embed", OTHER)
@@ -359,10 +362,11 @@ def matmul_row_params(cfg: ModelConfig) -> dict[str, int]:
 def row_bytes_per_step(cfg: ModelConfig, batch_size: int, context_len: int, elem_bytes: float) -> dict[str, float]:
     """Bytes each row with a byte model must move per decode step (metrics.md §3.1).
 
-    Matmul rows: their weights once (:func:`matmul_row_params` × ``elem_bytes``); attention: each of
-    the ``batch_size`` sequences reads its KV cache at ``context_len`` (:func:`profiler.roofline.
-    kv_tokens_read`, :func:`profiler.roofline.kv_bytes_per_token`). Activations are left out, as in
-    the W + B·KV(c) form of metrics.md §3.1.
+    Matmul rows: their weights once (:func:`matmul_row_params` × ``elem_bytes``). ``attention.decode``:
+    each of the ``batch_size`` sequences reads its KV cache at ``context_len`` (B·KV(c) of metrics.md
+    §3.1, via :func:`profiler.roofline.kv_tokens_read` and :func:`profiler.roofline.kv_bytes_per_token`).
+    ``attention.kv_write``: each sequence writes one token's K and V in every layer (derived: B × the
+    KV bytes per token of metrics.md §3.1). Activations are left out, as in the W + B·KV(c) form.
 
     Raises:
         ProfilerError: batch < 1, context < 1 or elem_bytes <= 0.
@@ -371,8 +375,9 @@ def row_bytes_per_step(cfg: ModelConfig, batch_size: int, context_len: int, elem
         raise ProfilerError(f"need batch >= 1, context >= 1, elem_bytes > 0; got {batch_size}, {context_len}, "
                             f"{elem_bytes}")
     out: dict[str, float] = {row: p * elem_bytes for row, p in matmul_row_params(cfg).items()}
-    out["attention"] = float(batch_size * roofline.kv_tokens_read(cfg, context_len)
-                             * roofline.kv_bytes_per_token(cfg, elem_bytes))
+    per_token = roofline.kv_bytes_per_token(cfg, elem_bytes)
+    out["attention.decode"] = float(batch_size * roofline.kv_tokens_read(cfg, context_len) * per_token)
+    out["attention.kv_write"] = float(batch_size * per_token)
     return out
 
 

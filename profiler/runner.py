@@ -156,6 +156,7 @@ def energy_fields(m, batch_size: int) -> dict:
         "gpu_energy_per_output_token_j": joules / tokens if joules else None,
         "gpu_avg_power_w": mon.get("avg_power_w"), "decode_output_tokens": tokens,
         "gpu_monitor_warnings": list(mon.get("warnings", [])),
+        "nvml_decode_start": mon.get("nvml_start"), "nvml_decode_end": mon.get("nvml_end"),
     }
 
 

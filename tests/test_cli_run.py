@@ -22,7 +22,8 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     out_json = tmp_path / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "tokencost.cli", "run", "--config", str(cfg), "--batch-size", "2",
-         "--prompt-len", "9", "--gen-len", "5", "--price-per-gpu-hour", "2.5", "--json", str(out_json)],
+         "--prompt-len", "9", "--gen-len", "5", "--price-per-gpu-hour", "2.5", "--json", str(out_json),
+         "--compat", "vllm", "--compat", "sglang"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -38,6 +39,14 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     assert 0 < record["mbu"] and record["bytes_per_step"] > 0
     assert record["env"]["torch_version"]
     assert json.loads(out_json.read_text())["ttft_s"] == record["ttft_s"]
+    # Other tools' definitions of the same run (metrics.md §1): vLLM counts output tokens over the
+    # whole request duration, prefill included; SGLang's decode throughput is batch ÷ median step.
+    assert set(record["compat"]) == {"vllm", "sglang"}
+    vllm = record["compat"]["vllm"]["metrics"]
+    assert vllm["total_output_tokens"] == 2 * 5
+    duration = record["ttft_s"] + sum(record["step_times_s"])
+    assert vllm["duration_s"] == pytest.approx(duration)
+    assert vllm["output_throughput_tok_per_s"] == pytest.approx(10 / duration)
 
 
 def _error(capsys, argv) -> str:
@@ -62,6 +71,7 @@ def _error(capsys, argv) -> str:
     (["run", "--dtype", "float8"], "dtype"),
     (["run", "--backend", "nope"], "nope"),
     (["run", "--price-from", "no-such-price"], "no-such-price"),
+    (["run", "--compat", "no-such-tool"], "no-such-tool"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert needle in _error(capsys, argv)

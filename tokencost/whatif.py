@@ -8,6 +8,7 @@ capabilities", AFIPS 1967) in its per-part form:
 
     new_step_s = Σ_c time_c / f_c
 
+A speed-up may also name one row (``"attention.decode=8"``); a row's own factor overrides its class's.
 ``"roofline"`` instead of a factor sets each row of the class to its bandwidth bound, bytes ÷ peak
 bandwidth (metrics.md §3.1); the caller passes those bound times. Throughput of the device is
 batch ÷ step time and per sequence 1 ÷ step time (metrics.md §1.2, SGLang ``bench_one_batch``); $/Mtok
@@ -46,6 +47,14 @@ def _check_class(name: str) -> str:
     return name
 
 
+def _check_name(name: str) -> str:
+    """A class name, or ``class.part`` of a known class."""
+    _check_class(class_of(name))
+    if "." in name and not name.split(".", 1)[1]:
+        raise CostError(f"empty row name in {name!r}")
+    return name
+
+
 def _factor(op_class: str, value) -> Speedup:
     if isinstance(value, str):
         if value.strip().lower() == ROOFLINE:
@@ -60,7 +69,8 @@ def _factor(op_class: str, value) -> Speedup:
 
 
 def parse_speedup(text: str) -> tuple[str, Speedup]:
-    """``"attention=2"`` -> ``("attention", 2.0)``; ``"matmul=roofline"`` -> ``("matmul", "roofline")``.
+    """``"attention=2"`` -> ``("attention", 2.0)``; ``"matmul=roofline"`` -> ``("matmul", "roofline")``;
+    a row of a class (``"matmul.lm_head=2"``) is accepted too.
 
     Raises:
         CostError: no ``=``, an unknown class, or a factor that is not a finite number > 0 nor "roofline".
@@ -68,7 +78,7 @@ def parse_speedup(text: str) -> tuple[str, Speedup]:
     if "=" not in text:
         raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), got {text!r}")
     name, value = (part.strip() for part in text.split("=", 1))
-    return _check_class(name), _factor(name, value)
+    return _check_name(name), _factor(name, value)
 
 
 def parse_speedups(items: Iterable[str]) -> dict[str, Speedup]:
@@ -83,11 +93,21 @@ def parse_speedups(items: Iterable[str]) -> dict[str, Speedup]:
 
 
 def check_roofline_classes(speedups: Mapping[str, Speedup], supported: Iterable[str]) -> None:
-    """Raises CostError when "roofline" is asked of a class without a byte model."""
+    """Raises CostError when "roofline" is asked of a class (or a row of one) without a byte model."""
     supported = tuple(supported)
     for name, factor in speedups.items():
-        if factor == ROOFLINE and name not in supported:
-            raise CostError(f"{name}=roofline: no byte model for {name}; roofline applies to {', '.join(supported)}")
+        if factor == ROOFLINE and class_of(name) not in supported:
+            raise CostError(f"{name}=roofline: no byte model for {class_of(name)}; roofline applies to "
+                            f"{', '.join(supported)}")
+
+
+def check_names(speedups: Mapping[str, Speedup], names: Iterable[str]) -> None:
+    """Raises CostError when a speed-up names neither a class nor one of ``names`` (the breakdown rows)."""
+    names = tuple(names)
+    for key in speedups:
+        if key not in OP_CLASSES and key not in names:
+            raise CostError(f"--speedup {key}: no such class or row; classes are {', '.join(OP_CLASSES)}, rows "
+                            f"{', '.join(n for n in names if '.' in n)}")
 
 
 def check_times(times_s: Mapping[str, float]) -> dict[str, float]:
@@ -103,29 +123,41 @@ def check_times(times_s: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def _parse_all(speedups: Mapping[str, Speedup], names: Iterable[str]) -> dict[str, Speedup]:
+    parsed = {_check_name(key): _factor(key, f) for key, f in speedups.items()}
+    check_names(parsed, names)
+    return parsed
+
+
+def _factor_of(name: str, parsed: Mapping[str, Speedup]) -> Speedup:
+    """A row's own factor, else its class's, else 1."""
+    return parsed.get(name, parsed.get(class_of(name), 1.0))
+
+
 def amdahl_step_s(times_s: Mapping[str, float], factors: Mapping[str, float]) -> float:
-    """Σ_c time_c / f_c over the entries of ``times_s`` (class or row names); classes without a factor
-    keep their time. ``factors`` are keyed by class."""
+    """Σ_c time_c / f_c over the entries of ``times_s`` (class or row names); entries without a factor
+    (of their own or of their class) keep their time."""
     times = check_times(times_s)
-    parsed = {_check_class(c): _factor(c, f) for c, f in factors.items()}
+    parsed = _parse_all(factors, times)
     if ROOFLINE in parsed.values():
         raise CostError("amdahl_step_s takes numeric factors; use new_times_s for 'roofline'")
-    return sum(t / parsed.get(class_of(name), 1.0) for name, t in times.items())
+    return sum(t / _factor_of(name, parsed) for name, t in times.items())
 
 
 def new_times_s(times_s: Mapping[str, float], speedups: Mapping[str, Speedup],
                 roofline_s: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Time of each entry after the speed-ups: ``t / f`` of its class, or ``roofline_s[name]`` where the
-    class is set to "roofline".
+    """Time of each entry after the speed-ups: ``t / f`` (the entry's own factor, else its class's), or
+    ``roofline_s[name]`` where that factor is "roofline".
 
     Raises:
-        CostError: bad times or factors, or "roofline" for an entry without a bound time.
+        CostError: bad times or factors, a speed-up naming no class or entry, or "roofline" for an entry
+            without a bound time.
     """
     times = check_times(times_s)
-    parsed = {_check_class(c): _factor(c, f) for c, f in speedups.items()}
+    parsed = _parse_all(speedups, times)
     out = {}
     for name, t in times.items():
-        factor = parsed.get(class_of(name), 1.0)
+        factor = _factor_of(name, parsed)
         if factor != ROOFLINE:
             out[name] = t / factor
         elif roofline_s is None or name not in roofline_s:
@@ -201,17 +233,21 @@ class WhatIf:
         }
 
 
+def _total(times: Mapping[str, float], key: str) -> float:
+    """Time of a class (all its entries) or of one entry."""
+    return sum(t for name, t in times.items() if name == key or class_of(name) == key)
+
+
 def _roofline_warnings(old: Mapping[str, float], new: Mapping[str, float], speedups: Mapping[str, Speedup]) -> list[str]:
-    old_c, new_c = class_totals_s(old), class_totals_s(new)
-    return [f"{c} at its bandwidth bound ({new_c[c] * 1e3:.4g} ms) is slower than measured ({old_c[c] * 1e3:.4g} ms): "
-            "the byte model or the bandwidth figure does not fit this device (data served from cache?)"
-            for c, f in speedups.items() if f == ROOFLINE and new_c[c] > old_c[c]]
+    return [f"{key} at its bandwidth bound ({_total(new, key) * 1e3:.4g} ms) is slower than measured "
+            f"({_total(old, key) * 1e3:.4g} ms): the byte model or the bandwidth figure does not fit this device "
+            "(data served from cache?)" for key, f in speedups.items() if f == ROOFLINE and _total(new, key) > _total(old, key)]
 
 
 def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str, Speedup], *,
             usd_per_hour: float | None = None, roofline_s: Mapping[str, float] | None = None) -> WhatIf:
-    """Apply ``speedups`` (class -> factor or "roofline") to a breakdown ``times_s`` (seconds per decode
-    step, by class or row; their sum is the measured step) and price old and new.
+    """Apply ``speedups`` (class or row -> factor or "roofline") to a breakdown ``times_s`` (seconds per
+    decode step, by class or row; their sum is the measured step) and price old and new.
 
     Raises:
         CostError: bad times, classes, factors, batch size or price; "roofline" without bound times.
@@ -224,10 +260,10 @@ def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str
     new = new_times_s(old, speedups, roofline_s)
     if sum(new.values()) <= 0:
         raise CostError("the what-if step time is zero; a class cannot take no time at all")
-    parsed = {c: _factor(c, f) for c, f in speedups.items()}
+    parsed = {key: _factor(key, f) for key, f in speedups.items()}
     return WhatIf(batch_size=batch_size, speedups=parsed, old_times_s=old, new_times_s=new,
                   usd_per_hour=usd_per_hour, warnings=tuple(_roofline_warnings(old, new, parsed)))
 
 
-__all__ = ["OP_CLASSES", "ROOFLINE", "WhatIf", "amdahl_step_s", "check_roofline_classes", "check_times",
+__all__ = ["OP_CLASSES", "ROOFLINE", "WhatIf", "amdahl_step_s", "check_names", "check_roofline_classes", "check_times",
            "class_of", "class_totals_s", "new_times_s", "parse_speedup", "parse_speedups", "what_if"]

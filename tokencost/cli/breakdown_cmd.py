@@ -32,7 +32,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed decode steps first")
     p.add_argument("--speedup", action="append", default=[], metavar="CLASS=FACTOR",
                    help="what-if: run CLASS FACTOR times faster, or at its bandwidth bound with CLASS=roofline; "
-                        "classes: matmul, attention, norm, rope, activation, sampling, embed, other (repeatable)")
+                        "classes: matmul, attention, norm, rope, activation, sampling, embed, other, or one row "
+                        "such as matmul.lm_head (repeatable)")
     add_price_args(p)
     p.add_argument("--json", metavar="PATH", help="also write the summary and records to PATH")
     p.add_argument("--out", metavar="RESULTS.jsonl", help="append the breakdown records to a results file")
@@ -42,13 +43,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def _fail_fast(args: argparse.Namespace):
     """Check every option that needs no measurement; returns (speedups, spec, device, price)."""
     from profiler.backends import resolve
-    from profiler.breakdown import ROOFLINE_CLASSES
+    from profiler.breakdown import ROOFLINE_CLASSES, ROWS
     from profiler.runner import resolve_device, resolve_dtype
     from tokencost.cli.pricing import resolve_price
     from tokencost.cli.run_cmd import spec_from_args
-    from tokencost.whatif import check_roofline_classes, parse_speedups
+    from tokencost.whatif import check_names, check_roofline_classes, parse_speedups
 
     speedups = parse_speedups(args.speedup)
+    check_names(speedups, ROWS)
     check_roofline_classes(speedups, ROOFLINE_CLASSES)
     spec = spec_from_args(args)
     if args.context > spec.cfg.max_position_embeddings:
@@ -147,25 +149,26 @@ def _pct(share: float) -> str:
 
 
 def _display_rows(row_times: dict) -> list[tuple[str, str, list[str]]]:
-    """(label, class, rows) in display order: each class total, then its projection rows."""
+    """(label, speed-up key, rows) in display order: each class total, then its rows when it has parts."""
     from tokencost.whatif import OP_CLASSES, class_of
 
     out = []
     for c in OP_CLASSES:
         members = [r for r in row_times if class_of(r) == c]
         out.append((OTHER_LABEL if c == "other" else c, c, members))
-        if len(members) > 1 or (members and members[0] != c):
-            out.extend((f"  └ {r.split('.', 1)[1]}", c, [r]) for r in members)
+        if members != [c]:
+            out.extend((f"  └ {r.split('.', 1)[1]}", r, [r]) for r in members)
     return out
 
 
-def _factor_text(wi, op_class: str) -> str:
-    factor = wi.speedups.get(op_class)
+def _factor_text(wi, key: str) -> str:
+    factor = wi.speedups.get(key)
     if factor is None:
         return ""
-    effective = wi.class_factors()[op_class]
     if factor == "roofline":
-        return f"roofline (×{effective:.3g})" if effective else "roofline"
+        old, new = (sum(t for r, t in times.items() if r == key or r.startswith(key + "."))
+                    for times in (wi.old_times_s, wi.new_times_s))
+        return f"roofline (×{old / new:.3g})" if old > 0 and new > 0 else "roofline"
     return f"×{factor:g}"
 
 
@@ -179,15 +182,15 @@ def breakdown_table(s: dict, wi=None):
               f"profiled step {_ms(s['profiled_step_s'])} scaled onto the unprofiled {_ms(s['step_s'])}"
               if s["time_basis"] == "cpu" else f"kernel time per region, median of {s['n_steps']} profiled steps")
     for name in ("op class", "time / step", "share") + (("speedup", "what-if time", "what-if share") if wi else ()):
-        t.add_column(name, justify="left" if name in ("op class", "speedup") else "right")
+        t.add_column(name, justify="left" if name in ("op class", "speedup") else "right", no_wrap=name == "op class")
     rows = s["row_times_s"]
-    for label, c, members in _display_rows(rows):
+    for label, key, members in _display_rows(rows):
         old = sum(rows[r] for r in members)
         cells = [label, _ms(old), _pct(old / s["step_s"])]
         if wi:
             new = sum(wi.new_times_s[r] for r in members)
-            cells += [_factor_text(wi, c) if not label.startswith(" ") else "", _ms(new), _pct(new / wi.new_step_s)]
-        t.add_row(*cells, style="bold" if c == "matmul" and not label.startswith(" ") else None)
+            cells += [_factor_text(wi, key), _ms(new), _pct(new / wi.new_step_s)]
+        t.add_row(*cells, style=None if label.startswith(" ") else "bold")
     total = ["decode step (measured)", _ms(s["step_s"]), _pct(1.0)]
     t.add_row(*(total + ([f"×{wi.step_speedup:.3g} overall", _ms(wi.new_step_s), _pct(1.0)] if wi else [])),
               end_section=True)

@@ -32,6 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--prompt-len", type=positive_int, default=128, help="input tokens per sequence")
     p.add_argument("--gen-len", type=positive_int, default=32, help="output tokens per sequence (>= 2)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed decode steps before timing")
+    p.add_argument("--compat", action="append", default=[], metavar="TOOL",
+                   help="also give the metrics under another tool's definitions (vllm, trtllm-bench, genai-perf, "
+                        "guidellm, llmperf, inferencex, sglang, nanochat, gpt-fast; repeatable, or 'all')")
     add_price_args(p)
     p.add_argument("--json", metavar="PATH", help="also write the result record to PATH")
     return p
@@ -62,12 +65,29 @@ def spec_from_args(args: argparse.Namespace, **extra):
     return RunSpec(**fields)
 
 
+def compat_tools(names: list[str]) -> list[str]:
+    """Validate ``--compat`` names up front (before measuring); 'all' means every known tool."""
+    from profiler.metrics_compat import TOOLS
+
+    if "all" in names:
+        return list(TOOLS)
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown:
+        raise ValueError(f"unknown --compat tool {unknown[0]!r}; known: {', '.join(TOOLS)}, all")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     from tokencost.cli.measure_hook import measure_and_price
     from tokencost.cli.render import print_run_table
 
     spec = spec_from_args(args)
+    tools = compat_tools(args.compat)
     record = measure_and_price(spec, args)
+    if tools:
+        from profiler.metrics_compat import emit_compat
+
+        record["compat"] = {tool: emit_compat(record, tool) for tool in tools}
     print_run_table(record)
     write_json(args.json, record)
     print_json_line(record)
