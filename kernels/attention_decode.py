@@ -61,7 +61,7 @@ def _decode_split_kernel(
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_pb, stride_ph, stride_ps,
     stride_lb, stride_lh,
-    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale,
+    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale, S_BUCKET,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -117,7 +117,10 @@ def _decode_split_kernel(
     tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=h_mask)
 
 
-_decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["S_MAX", "SPLIT_LEN", "BLOCK_D", "BLOCK_H"],
+# Tuned per power-of-two bucket of S_max (S_BUCKET, otherwise unused by the kernel), not per exact
+# S_max: the eager decode loop passes a cache slice that grows by one position every step, and keying
+# on the exact length would re-run the autotuner on every timed step.
+_decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["S_BUCKET", "BLOCK_D", "BLOCK_H"],
                                   prune=_prune)(_decode_split_kernel)
 
 
@@ -216,7 +219,7 @@ def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     _decode_split[(B * Hkv, num_splits)](
         q, k_cache, v_cache, seq_lens, part, lse,
         *q.stride(), *k_cache.stride(), *v_cache.stride(), *part.stride()[:3], *lse.stride()[:2],
-        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E,
+        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E, next_power_of_2(S_max),
         GROUP=group, HEAD_DIM=D, HAS_WINDOW=window is not None, DOT_PRECISION=dot_precision(q.dtype),
         BLOCK_H=max(16, next_power_of_2(group)), BLOCK_D=block_d,
     )

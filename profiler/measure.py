@@ -10,6 +10,10 @@ SGLang ``bench_one_batch`` for the decode step):
   come from the same samples. Output throughput of the device = batch ÷ TPOT; per sequence = 1 ÷ TPOT.
   Input and output tokens are never mixed.
 - A warm-up pass at the same shapes (prefill + a few decode steps) runs first and is discarded.
+- With ``cuda_graph=True`` (CUDA only) each timed decode step is one replay of a captured graph of
+  the step (:class:`profiler.cuda_graph.GraphedDecodeStep`: position written to a device buffer,
+  replay, greedy pick fed back in the graph); capture and its own warm-up happen in the warm-up
+  phase, untimed. The prefill stays eager.
 - NVML snapshots (``profiler.env.GpuMonitor``) bracket the decode steps: GPU energy over them, and
   warnings when clocks dropped or the GPU throttled; on CPU energy is reported unavailable.
 - An independent wall clock spans the whole decode loop, so the per-step samples can be checked
@@ -24,6 +28,7 @@ from typing import Callable
 
 import torch
 
+from profiler import cuda_graph as graphs
 from profiler.env import GpuMonitor
 from profiler.errors import ProfilerError
 from profiler.timing import RegionTimer, Summary, summarize, synchronize
@@ -89,24 +94,59 @@ def _warm_up(model, prompt: torch.Tensor, settings: DecodeSettings) -> None:
     model.reset_cache()
 
 
-def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | None = None) -> DecodeMeasurement:
+StepFn = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]  # (tokens, pos) -> (logits, next)
+
+
+def _eager_stepper(model) -> StepFn:
+    def step(tokens: torch.Tensor, pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(tokens, pos)
+        return logits, logits.argmax(-1, keepdim=True)
+
+    return step
+
+
+def _graphed_stepper(model, settings: DecodeSettings) -> tuple[StepFn, Callable[[torch.Tensor], None]]:
+    """Capture the decode step (inside the warm-up phase) and return ``(step, set_first_tokens)``.
+
+    The capture's warm-up writes only K/V row ``prompt_len``, which the first timed step rewrites
+    before reading it; the cache is zeroed afterwards anyway, as after the eager warm-up.
+    """
+    graphed = graphs.GraphedDecodeStep(model, settings.batch_size, warmup_pos=settings.prompt_len,
+                                       warmup_iters=max(graphs.MIN_WARMUP_ITERS, settings.warmup_steps))
+    model.reset_cache()
+
+    def step(tokens: torch.Tensor, pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        nxt = graphed.step(pos)  # the graph decodes its own previous pick: ``tokens`` is already in it
+        return graphed.logits, nxt
+
+    return step, graphed.set_tokens
+
+
+def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | None = None,
+                   cuda_graph: bool = False) -> DecodeMeasurement:
     """Measure TTFT and per-step decode time of ``model`` (a :class:`profiler.model.Transformer`).
 
     The model's cache must hold ``settings.seq_len`` positions and ``settings.batch_size`` sequences.
+    ``cuda_graph``: time each decode step as one CUDA-graph replay (see the module docstring).
 
     Raises:
-        ProfilerError: invalid settings, a cache too small for them, or non-finite logits.
+        ProfilerError: invalid settings, a cache too small for them, cuda_graph on a non-CUDA
+            device, or non-finite logits.
     """
     settings.validate()
     if settings.seq_len > model.max_seq_len:
         raise ProfilerError(f"prompt-len + gen-len - 1 = {settings.seq_len} exceeds the KV cache "
                             f"({model.max_seq_len} positions)")
     device = next(model.buffers()).device
+    if cuda_graph:
+        graphs.require_cuda(device)
     prompt = _prompt(settings, model.cfg.vocab_size, device)
     progress = progress or (lambda *a: None)
     with torch.inference_mode():
         progress("warm-up", 0, 1)
         _warm_up(model, prompt, settings)
+        step, set_first_tokens = (_graphed_stepper(model, settings) if cuda_graph
+                                  else (_eager_stepper(model), None))
         progress("prefill", 0, 1)
         prefill_timer = RegionTimer(device)
         with prefill_timer.region():
@@ -114,14 +154,15 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
             nxt = logits.argmax(-1, keepdim=True)
         finite = torch.isfinite(logits).all()
         ttft = prefill_timer.seconds()[0]
+        if set_first_tokens is not None:
+            set_first_tokens(nxt)  # untimed, like the eager path's input already being in place
         steps = settings.gen_len - 1
         step_timer = RegionTimer(device)
         monitor = GpuMonitor(device).start()  # energy counter and clocks around the decode steps
         wall0 = time.perf_counter()
         for i in range(steps):
             with step_timer.region():
-                logits = model(nxt, settings.prompt_len + i)
-                nxt = logits.argmax(-1, keepdim=True)
+                logits, nxt = step(nxt, settings.prompt_len + i)
             finite = finite & torch.isfinite(logits).all()
             if device.type == "cpu" or i % 16 == 15 or i == steps - 1:
                 progress("decode", i + 1, steps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -77,6 +78,17 @@ def rope_tables(cfg: ModelConfig, max_seq_len: int) -> tuple[torch.Tensor, torch
     return angles.cos().float(), angles.sin().float()
 
 
+class StaticPos(NamedTuple):
+    """Position of a static decode step, held on the device (see :meth:`Transformer.decode_static`).
+
+    ``pos``: int64 [1], the cache position written and the query's position; ``seq_lens``: int32 [B],
+    contiguous, every entry ``pos + 1`` (the attention kernels read one length per sequence).
+    """
+
+    pos: torch.Tensor
+    seq_lens: torch.Tensor
+
+
 def _param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
 
@@ -119,7 +131,11 @@ class Attention(nn.Module):
             k = self.ops.rope(k.transpose(1, 2), cos, sin)
         return q, k, v.transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start_pos: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start_pos: int | StaticPos
+    ) -> torch.Tensor:
+        if isinstance(start_pos, StaticPos):
+            return self._decode_static(x, cos, sin, start_pos)
         b, t, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)
         end = start_pos + t
@@ -137,6 +153,24 @@ class Attention(nn.Module):
                 out = self.ops.attention_prefill(q, keys, values, self.scale, window).transpose(1, 2)
         with self.label("attn.o_proj"):
             return self.ops.linear(out.reshape(b, t, self.hq * self.d), self.wo, self.bo)
+
+    def _decode_static(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, at: StaticPos
+    ) -> torch.Tensor:
+        """One token per sequence (``x [B, 1, H]``) at the device position ``at.pos``: the K/V rows are
+        written with ``index_copy_`` and attention runs over the whole cache, masked by ``at.seq_lens``
+        (and the sliding window), so no shape or launch argument depends on the position."""
+        b = x.shape[0]
+        q, k, v = self._qkv(x, cos, sin)
+        keys, values = self.k_cache[:b], self.v_cache[:b]
+        with self.label("attn.kv_write"):
+            keys.index_copy_(2, at.pos, k)
+            values.index_copy_(2, at.pos, v)
+        with self.label("attn.attention"):
+            out = self.ops.attention_decode(q[:, :, 0], keys, values, at.seq_lens, self.scale,
+                                            self.cfg.sliding_window)
+        with self.label("attn.o_proj"):
+            return self.ops.linear(out.reshape(b, 1, self.hq * self.d), self.wo, self.bo)
 
 
 class MLP(nn.Module):
@@ -170,8 +204,9 @@ class Block(nn.Module):
         self.mlp_norm = _param(cfg.hidden_size, dtype=dtype, device=device)
         self.mlp = MLP(cfg, ops, labels, dtype, device)
 
-    def forward(self, x, residual, cos, sin, start_pos: int):
-        """``x`` is the last sub-layer output not yet added to ``residual`` (None before layer 0)."""
+    def forward(self, x, residual, cos, sin, start_pos: int | StaticPos):
+        """``x`` is the last sub-layer output not yet added to ``residual`` (None before layer 0);
+        ``start_pos`` a StaticPos on the static decode path (:meth:`Transformer.decode_static`)."""
         with self.label("norm"):
             if residual is None:
                 h, residual = self.ops.rmsnorm(x, self.attn_norm, self.eps), x
@@ -301,6 +336,60 @@ class Transformer(nn.Module):
         with self.labels("lm_head"):
             return self.ops.linear(x, self.lm_head, None).float()
 
+    def decode_static(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """One decode step with the position held on the device, for CUDA-graph capture.
+
+        The same math as ``forward(tokens, start_pos)`` with T == 1 and ``start_pos == pos``, but no
+        shape, slice or launch argument depends on the position: RoPE rows are picked with
+        ``index_select``, K/V are written with ``index_copy_`` at ``pos``, and ``ops.attention_decode``
+        runs over the whole cache ``[:B]`` with ``seq_lens = pos + 1`` (and the sliding window) on the
+        device. So one captured graph replays at every position after ``pos`` is rewritten in place.
+        No host synchronisation and no branch on tensor values; the cost is that the attention op is
+        given all ``max_seq_len`` positions (the Triton kernel skips the masked ones; the torch
+        variant reads and masks them, which needs them finite: the cache starts zeroed and only ever
+        holds computed K/V).
+
+        Args:
+            tokens: int64/int32 [B, 1], B <= max_batch_size.
+            pos: int64 [1] on the model's device, 0 <= pos < max_seq_len; the cache must hold
+                positions ``[0, pos)`` of these sequences. The value is not checked (that would need a
+                device sync): an index past the cache makes ``index_select`` fail (CPU) or a CUDA
+                device-side assert.
+
+        Returns:
+            float32 logits [B, V].
+
+        Raises:
+            ProfilerError: tokens not an int tensor [B, 1], B > max_batch_size, or pos not an int64
+                tensor [1] on the model's device.
+        """
+        self._check_static(tokens, pos)
+        b = tokens.shape[0]
+        at = StaticPos(pos, (pos + 1).to(torch.int32).repeat(b))  # repeat: contiguous [B]
+        cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
+        with self.labels("embed"):
+            x = nn.functional.embedding(tokens, self.embed)
+        residual = None
+        for layer in self.layers:
+            x, residual = layer(x, residual, cos, sin, at)
+        with self.labels("norm"):
+            x, _ = self.ops.rmsnorm(x, self.norm, self.cfg.rms_norm_eps, residual)
+        with self.labels("lm_head"):
+            return self.ops.linear(x[:, -1], self.lm_head, None).float()
+
+    def _check_static(self, tokens: torch.Tensor, pos: torch.Tensor) -> None:
+        self._check(tokens, 0)
+        if tokens.shape[1] != 1:
+            raise ProfilerError(
+                f"decode_static takes one token per sequence [B, 1], got {tuple(tokens.shape)}"
+            )
+        if not isinstance(pos, torch.Tensor) or pos.shape != (1,) or pos.dtype != torch.int64:
+            got = f"{tuple(pos.shape)} {pos.dtype}" if isinstance(pos, torch.Tensor) else type(pos).__name__
+            raise ProfilerError(f"pos must be an int64 tensor of shape [1], got {got}")
+        if pos.device != self.device or tokens.device != self.device:
+            raise ProfilerError(f"tokens ({tokens.device}) and pos ({pos.device}) must be on the model's "
+                                f"device ({self.device})")
+
 
 def default_max_seq_len(cfg: ModelConfig) -> int:
     """``min(max_position_embeddings, 4096)``: a cache that fits typical prompt + generation lengths
@@ -364,4 +453,6 @@ def build_model(
     return model.eval()
 
 
-__all__ = ["LABELS", "Transformer", "build_model", "default_max_seq_len", "rope_inv_freq", "rope_tables"]
+__all__ = [
+    "LABELS", "StaticPos", "Transformer", "build_model", "default_max_seq_len", "rope_inv_freq", "rope_tables",
+]

@@ -36,6 +36,7 @@ class RunSpec:
     weights_dir: str | None = None
     seed: int = 0
     warmup_steps: int = 3
+    cuda_graph: bool = False  # time each decode step as one CUDA-graph replay (CUDA only)
 
     def settings(self) -> DecodeSettings:
         return DecodeSettings(self.batch_size, self.prompt_len, self.gen_len, self.warmup_steps, self.seed)
@@ -75,6 +76,12 @@ def check_positions(spec: RunSpec) -> None:
     if total > spec.cfg.max_position_embeddings:
         raise ProfilerError(f"prompt-len + gen-len = {total} exceeds {spec.cfg.name}'s max_position_embeddings "
                             f"({spec.cfg.max_position_embeddings})")
+
+
+def check_cuda_graph(spec: RunSpec, device: torch.device) -> None:
+    """Raises ProfilerError when ``spec.cuda_graph`` is set for a device that is not a CUDA GPU."""
+    if spec.cuda_graph and device.type != "cuda":
+        raise ProfilerError(f"--cuda-graph needs a CUDA GPU; the device is {device}")
 
 
 def decode_context_len(spec: RunSpec) -> int:
@@ -171,15 +178,17 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     check_positions(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
+    check_cuda_graph(spec, device)
     if env is None:
         from profiler.env import collect_env
 
         env = collect_env(device)
     model, ops = build_for(spec, device, dtype, reuse)
-    m = measure_decode(model, spec.settings(), progress=progress)
+    m = measure_decode(model, spec.settings(), progress=progress, cuda_graph=spec.cuda_graph)
     record = {
         "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),
         "dtype": str(dtype).removeprefix("torch."), "backend": spec.backend, "ops": ops.describe(),
+        "cuda_graph": spec.cuda_graph,
         "weights": spec.weights_dir or f"dummy (seed {spec.seed})",
         "batch_size": spec.batch_size, "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
         "ttft_s": m.ttft_s, "prefill_tok_per_s": m.prefill_tok_per_s,

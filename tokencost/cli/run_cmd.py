@@ -6,6 +6,7 @@ import argparse
 
 from tokencost.cli.common import (add_price_args, non_negative_int, positive_int, print_json_line,
                                   write_json)
+from tokencost.cli.plugins import add_plugin_arg, load_plugins
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -20,9 +21,13 @@ def add_model_args(parser: argparse.ArgumentParser, *, batch: bool = True) -> No
     parser.add_argument("--backend", default="torch", help="op implementations: torch, triton, or a registered variant")
     parser.add_argument("--op", action="append", default=[], metavar="OP=BACKEND",
                         help="per-op override, e.g. --op attention_decode=torch (repeatable)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="time each decode step as one CUDA-graph replay (CUDA GPU only; "
+                             "prefill stays eager)")
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the dummy weights and prompt")
+    add_plugin_arg(parser)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -51,13 +56,23 @@ def parse_overrides(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def spec_from_args(args: argparse.Namespace, **extra):
-    """Build a :class:`profiler.runner.RunSpec` from parsed options (model resolution included)."""
-    from profiler.presets import resolve_model
-    from profiler.runner import RunSpec
+    """Build a :class:`profiler.runner.RunSpec` from parsed options (model resolution included).
 
+    Raises:
+        ValueError: ``--cuda-graph`` where the device is not a CUDA GPU (checked first, before the
+            model is resolved), or any error of the model and override options.
+    """
+    from profiler.presets import resolve_model
+    from profiler.runner import RunSpec, resolve_device
+
+    load_plugins(getattr(args, "plugin", None))  # --plugin modules register their op variants first
+    cuda_graph = bool(getattr(args, "cuda_graph", False))
+    if cuda_graph and resolve_device(args.device).type != "cuda":
+        raise ValueError("--cuda-graph needs a CUDA GPU")
     cfg = resolve_model(args.model if (args.model or args.config) else DEFAULT_MODEL, args.config)
     fields = dict(cfg=cfg, device=args.device, dtype=args.dtype, backend=args.backend,
-                  op_overrides=parse_overrides(args.op), weights_dir=args.weights, seed=args.seed)
+                  op_overrides=parse_overrides(args.op), weights_dir=args.weights, seed=args.seed,
+                  cuda_graph=cuda_graph)
     for name in ("batch_size", "prompt_len", "gen_len", "warmup_steps"):
         if hasattr(args, name):
             fields[name] = getattr(args, name)

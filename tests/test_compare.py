@@ -1,0 +1,93 @@
+"""`tokencost compare`: the differences it reports, torch vs triton end to end (the interpreter on a
+CPU), its one-line errors before anything is measured, and `--plugin` loading."""
+
+import json
+
+import pytest
+
+from tests.tiny import write_config
+from tokencost.cli import main
+from tokencost.cli.compare_cmd import METRICS, differences
+from tokencost.cli.plugins import load_plugin
+
+
+def test_differences_are_ratios_and_percent_changes():
+    base = {"backend": "torch", "output_tok_per_s": 100.0, "tpot_s": 0.02, "usd_per_mtok_output": 5.0, "mbu": 0.5}
+    fast = {"backend": "x", "output_tok_per_s": 125.0, "tpot_s": 0.016, "usd_per_mtok_output": 4.0, "mbu": None}
+    d = differences([base, fast])["x"]
+    assert d["output_tok_per_s"] == {"ratio": pytest.approx(1.25), "pct_change": pytest.approx(25.0)}
+    assert d["tpot_s"]["ratio"] == pytest.approx(0.8) and d["tpot_s"]["pct_change"] == pytest.approx(-20.0)
+    assert d["usd_per_mtok_output"]["pct_change"] == pytest.approx(-20.0)
+    assert d["mbu"] == {"ratio": None, "pct_change": None}  # a missing value is not a number
+    assert d["ttft_s"] == {"ratio": None, "pct_change": None}
+    assert set(d) == {key for key, *_ in METRICS}
+
+
+def test_compare_torch_vs_triton_end_to_end(tmp_path, capsys):
+    """The issue's command on a tiny config: both backends measured on one model, the difference printed."""
+    cfg = write_config(tmp_path)
+    assert main(["compare", "--config", str(cfg), "--backend", "torch", "--backend", "triton", "--prompt-len", "5",
+                 "--gen-len", "3", "--warmup-steps", "1", "--price-per-gpu-hour", "3", "--op",
+                 "attention_decode=torch"]) == 0
+    out = capsys.readouterr().out
+    payload = json.loads(out.strip().splitlines()[-1])
+    assert "triton vs torch" in out
+    base, tri = payload["records"]
+    assert (base["backend"], tri["backend"]) == ("torch", "triton")
+    # --op applies to every backend measured.
+    assert base["ops"]["attention_decode"] == tri["ops"]["attention_decode"] == "torch"
+    assert tri["ops"]["linear"] == "triton" and base["ops"]["linear"] == "torch"
+    assert payload["op_overrides"] == {"attention_decode": "torch"}
+    for r in (base, tri):
+        assert r["output_tok_per_s"] == pytest.approx(r["batch_size"] / r["tpot_s"])
+        assert r["usd_per_mtok_output"] == pytest.approx(3 / (r["output_tok_per_s"] * 3600) * 1e6)
+    ratio = payload["differences"]["triton"]["output_tok_per_s"]["ratio"]
+    assert ratio == pytest.approx(tri["output_tok_per_s"] / base["output_tok_per_s"])
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:"), err
+    assert "measuring" not in captured.err  # failed before anything was measured
+    return err
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--backend", "torch"], "at least two"),
+    ([], "at least two"),
+    (["--backend", "torch", "--backend", "torch"], "twice"),
+    (["--backend", "torch", "--backend", "nope"], "nope"),
+    (["--backend", "torch", "--backend", "triton", "--op", "swiglu=nope"], "nope"),
+    (["--backend", "torch", "--backend", "triton", "--op", "notanop=torch"], "notanop"),
+    (["--backend", "torch", "--backend", "triton", "--gen-len", "1"], "gen-len"),
+    (["--backend", "torch", "--backend", "triton", "--prompt-len", "300"], "max_position_embeddings"),
+    (["--backend", "torch", "--backend", "triton", "--price-per-instance-hour", "9"], "gpus-per-instance"),
+    (["--backend", "torch", "--backend", "triton", "--plugin", "no_such_plugin_module_xyz"], "no_such_plugin"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):
+    cfg = write_config(tmp_path)
+    assert needle in _error(capsys, ["compare", "--config", str(cfg), *extra])
+
+
+def test_plugin_errors_are_one_line(tmp_path):
+    broken = tmp_path / "broken_plugin.py"
+    broken.write_text("from profiler.backends import register\nregister('not_an_op', 'x')(print)\n")
+    with pytest.raises(ValueError, match="broken_plugin.py: importing it failed: .*not_an_op"):
+        load_plugin(str(broken))
+    with pytest.raises(ValueError, match="file not found"):
+        load_plugin(str(tmp_path / "missing.py"))
+
+
+def test_plugin_is_imported_once(tmp_path):
+    path = tmp_path / "counting_plugin.py"
+    path.write_text("import builtins\nbuiltins._tokencost_plugin_loads = getattr(builtins, "
+                    "'_tokencost_plugin_loads', 0) + 1\n")
+    first = load_plugin(str(path))
+    assert load_plugin(str(path)) is first
+    import builtins
+
+    assert builtins._tokencost_plugin_loads == 1

@@ -1,0 +1,164 @@
+"""``tokencost compare``: the same model, weights and prompt measured with two or more op backends.
+
+Each ``--backend`` is measured as ``tokencost run`` measures (:func:`profiler.runner.run_point`), one
+after the other in one process; the weights are built once and reused, only the op bundle changes
+(``ModelPool`` + ``Transformer.set_ops``). ``--op OP=BACKEND`` overrides apply to every backend
+measured. Every backend is resolved before anything is measured, so one that cannot run here (triton
+on a CPU without the interpreter) is a one-line error. Output: a table of tok/s, TPOT, TTFT, MBU and
+$/Mtok per backend with each one's ratio and % change against the first (the baseline), then one JSON
+object as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from tokencost.cli.common import add_price_args, non_negative_int, positive_int, print_json_line, write_json
+from tokencost.cli.run_cmd import add_model_args
+
+# (record key, label, unit scale, unit, higher is better)
+METRICS: tuple[tuple[str, str, float, str, bool], ...] = (
+    ("output_tok_per_s", "decode output tok/s", 1.0, "", True),
+    ("prefill_tok_per_s", "prefill input tok/s", 1.0, "", True),
+    ("tpot_s", "TPOT (median)", 1e3, " ms", False),
+    ("ttft_s", "TTFT", 1e3, " ms", False),
+    ("mbu", "MBU", 100.0, " %", True),
+    ("usd_per_mtok_output", "$/Mtok output", 1.0, "", False),
+    ("usd_per_mtok_input", "$/Mtok input", 1.0, "", False),
+)
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", conflict_handler="resolve",
+                       help="measure one model with several backends and print tok/s and $/Mtok side by side",
+                       description="Measure the same model, weights and prompt with each --backend (the first is "
+                                   "the baseline) and print tok/s, TPOT and $/Mtok with the differences.")
+    add_model_args(p)
+    # Replaces run's single --backend (conflict_handler="resolve").
+    p.add_argument("--backend", action="append", default=[], metavar="NAME",
+                   help="a backend to measure: torch, triton or a registered variant (give two or more; "
+                        "the first is the baseline)")
+    p.add_argument("--prompt-len", type=positive_int, default=128, help="input tokens per sequence")
+    p.add_argument("--gen-len", type=positive_int, default=32, help="output tokens per sequence (>= 2)")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed decode steps before timing")
+    add_price_args(p)
+    p.add_argument("--json", metavar="PATH", help="also write the comparison to PATH")
+    return p
+
+
+def _specs(args: argparse.Namespace) -> list:
+    """One RunSpec per backend, every option checked (nothing measured yet).
+
+    Raises:
+        ValueError: fewer than two distinct backends, or any bad option (unknown or unavailable backend,
+            sizes, device, dtype, overrides).
+    """
+    from profiler.backends import resolve
+    from profiler.runner import check_positions, resolve_device, resolve_dtype
+    from tokencost.cli.run_cmd import spec_from_args
+
+    backends = args.backend
+    if len(backends) < 2:
+        raise ValueError("compare needs at least two --backend options, e.g. --backend torch --backend triton")
+    if len(set(backends)) != len(backends):
+        raise ValueError(f"--backend given twice: {', '.join(backends)}")
+    base = spec_from_args(args, backend=backends[0])
+    base.settings().validate()
+    check_positions(base)
+    resolve_dtype(base.dtype, resolve_device(base.device))
+    specs = [dataclasses.replace(base, backend=b) for b in backends]
+    for spec in specs:
+        resolve(spec.backend, dict(spec.op_overrides))  # BackendUnavailableError / ProfilerError here
+    return specs
+
+
+def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per non-baseline backend and metric: ``ratio`` (value ÷ baseline value) and ``pct_change``
+    ((ratio − 1) × 100); None where either value is missing or the baseline is zero."""
+    base = records[0]
+    out = {}
+    for r in records[1:]:
+        diff = {}
+        for key, *_ in METRICS:
+            a, b = base.get(key), r.get(key)
+            ratio = b / a if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
+            diff[key] = {"ratio": ratio, "pct_change": None if ratio is None else (ratio - 1) * 100}
+        out[r["backend"]] = diff
+    return out
+
+
+def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
+    from profiler.runner import resolve_device
+    from tokencost.cli.measure_hook import device_bandwidth, measure_spec, progress_display
+    from tokencost.cli.pricing import resolve_price
+
+    device = resolve_device(specs[0].device)
+    price = resolve_price(args, device_type=device.type, device=device)
+    bandwidth = device_bandwidth(device)
+    records = []
+    for spec in specs:
+        print(f"measuring {spec.cfg.name} on {device} with backend {spec.backend} (batch {spec.batch_size}, "
+              f"prompt {spec.prompt_len}, gen {spec.gen_len})", file=sys.stderr)
+        with progress_display(f"{spec.cfg.name} [{spec.backend}]") as update:
+            records.append(measure_spec(spec, price, bandwidth, progress=update))
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    specs = _specs(args)
+    records = _measure_all(specs, args)
+    for r in records:
+        for warning in r.get("warnings", []):
+            print(f"tokencost: warning ({r['backend']}): {warning}", file=sys.stderr)
+    diffs = differences(records)
+    payload = {"command": "compare", "model": records[0]["model"], "baseline": records[0]["backend"],
+               "backends": [r["backend"] for r in records], "op_overrides": dict(specs[0].op_overrides),
+               "differences": diffs, "records": records}
+    print_compare_table(payload)
+    write_json(args.json, payload)
+    print_json_line(payload)
+    return 0
+
+
+def _value_text(value, scale: float, unit: str) -> str:
+    from tokencost.cli.render import _fmt
+
+    return "n/a" if value is None else _fmt(value * scale, unit, 4)
+
+
+def _diff_text(d: dict, higher_better: bool) -> str:
+    if d["ratio"] is None:
+        return "n/a"
+    better = (d["ratio"] > 1) == higher_better and d["ratio"] != 1
+    return f"×{d['ratio']:.3f} ({d['pct_change']:+.1f} %{', better' if better else ''})"
+
+
+def print_compare_table(payload: dict) -> None:
+    """Metrics as rows; per backend its value, and for each non-baseline its ratio and % change."""
+    from rich.table import Table
+
+    from tokencost.cli.render import Console
+
+    records, base = payload["records"], payload["baseline"]
+    r0 = records[0]
+    t = Table(title=f"{r0['model']} on {r0['device_name']} ({r0['device']}, {r0['dtype']}), batch {r0['batch_size']}, "
+                    f"prompt {r0['prompt_len']}, gen {r0['gen_len']}: backends compared to {base}")
+    t.add_column("metric")
+    for r in records:
+        t.add_column(r["backend"], justify="right")
+    for r in records[1:]:
+        t.add_column(f"{r['backend']} vs {base}", justify="right")
+    for key, label, scale, unit, higher in METRICS:
+        cells = [_value_text(r.get(key), scale, unit) for r in records]
+        cells += [_diff_text(payload["differences"][r["backend"]][key], higher) for r in records[1:]]
+        t.add_row(label, *cells)
+    console = Console()
+    console.print(t)
+    price = r0.get("usd_per_hour")
+    console.print(f"price: ${price:.4g}/h ({r0['price_source']})" if price else f"price: n/a ({r0['price_source']})",
+                  highlight=False, markup=False)
+    for r in records:
+        ops = ", ".join(f"{op}={b}" for op, b in r["ops"].items())
+        console.print(f"{r['backend']}: ops {ops}", highlight=False, markup=False)
