@@ -38,7 +38,8 @@ QUANTILES: tuple[float, float, float] = (0.5, 0.2, 0.8)
 # Below this median, CPU launch overhead (included by do_bench) dominates a GPU kernel (kernels.md 2.5, 2.6).
 LAUNCH_BOUND_S = 20e-6
 INTERPRETER_SKIP = ("Triton kernels run on a CPU only in the Triton interpreter (TRITON_INTERPRET=1), a "
-                    "correctness simulator that is not a timing target (kernels.md §4); time them on a CUDA GPU")
+                    "correctness simulator that is not a timing target (kernels.md §4); "
+                    "time them on a CUDA GPU")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +109,8 @@ def rmsnorm_flop(rows: int, h: int, residual: bool = True) -> int:
 
 
 def rmsnorm_bytes(rows: int, h: int, elem: int, residual: bool = True) -> int:
-    """Read x (and the residual) and the weight, write y (and the new residual): (rows·H·(2 + 2r) + H)·elem."""
+    """Read x (and the residual) and the weight, write y (and the new residual):
+    (rows·H·(2 + 2r) + H)·elem."""
     return (rows * h * (4 if residual else 2) + h) * elem
 
 
@@ -160,13 +162,15 @@ class KernelCase:
 def _flop_and_bytes(op: str, d: dict, elem: int) -> tuple[int, int]:
     """(FLOP, bytes) of one call of ``op`` with dims ``d`` (see the formulas above)."""
     if op == "linear":
-        return linear_flop(d["m"], d["n"], d["k"], d["bias"]), linear_bytes(d["m"], d["n"], d["k"], elem, d["bias"])
+        m, n, k, bias = d["m"], d["n"], d["k"], d["bias"]
+        return linear_flop(m, n, k, bias), linear_bytes(m, n, k, elem, bias)
     if op == "attention_prefill":
         return (attention_prefill_flop(d["b"], d["hq"], d["d"], d["t"], d["s"], d["window"]),
                 attention_prefill_bytes(d["b"], d["hq"], d["hkv"], d["d"], d["t"], d["s"], elem))
     if op == "attention_decode":
         lens = [d["kv_len"]] * d["b"]
-        return attention_decode_flop(d["hq"], d["d"], lens), attention_decode_bytes(d["hq"], d["hkv"], d["d"], lens, elem)
+        return (attention_decode_flop(d["hq"], d["d"], lens),
+                attention_decode_bytes(d["hq"], d["hkv"], d["d"], lens, elem))
     if op == "rmsnorm":
         return rmsnorm_flop(d["rows"], d["h"]), rmsnorm_bytes(d["rows"], d["h"], elem)
     if op == "rope":
@@ -208,9 +212,10 @@ def _elementwise_cases(cfg: ModelConfig, phase: str, batch: int, t: int) -> list
 def _attention_case(cfg: ModelConfig, phase: str, batch: int, context: int) -> KernelCase:
     hq, hkv, d, window = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.sliding_window
     if phase == "prefill":
-        dims = (("b", batch), ("hq", hq), ("hkv", hkv), ("d", d), ("t", context), ("s", context), ("window", window))
-        return KernelCase(phase, "attention_prefill", "attention_prefill", dims,
-                          f"B={batch} Hq={hq} Hkv={hkv} T=S={context} D={d}" + (f" window={window}" if window else ""))
+        dims = (("b", batch), ("hq", hq), ("hkv", hkv), ("d", d), ("t", context), ("s", context),
+                ("window", window))
+        shape = f"B={batch} Hq={hq} Hkv={hkv} T=S={context} D={d}" + (f" window={window}" if window else "")
+        return KernelCase(phase, "attention_prefill", "attention_prefill", dims, shape)
     # The model slices the cache to the positions a query can see: min(context, window).
     kv_len = context if window is None else min(context, window)
     dims = (("b", batch), ("hq", hq), ("hkv", hkv), ("d", d), ("kv_len", kv_len), ("window", window))
@@ -218,7 +223,8 @@ def _attention_case(cfg: ModelConfig, phase: str, batch: int, context: int) -> K
                       f"B={batch} Hq={hq} Hkv={hkv} KV={kv_len} D={d}")
 
 
-def model_cases(cfg: ModelConfig, batch_size: int, context: int, phases: Sequence[str] = PHASES) -> list[KernelCase]:
+def model_cases(cfg: ModelConfig, batch_size: int, context: int,
+                phases: Sequence[str] = PHASES) -> list[KernelCase]:
     """The op calls of one layer (plus the LM head) of ``cfg`` in prefill and/or decode.
 
     Prefill: ``batch_size x context`` tokens through every projection, causal attention with T = S =
@@ -230,7 +236,8 @@ def model_cases(cfg: ModelConfig, batch_size: int, context: int, phases: Sequenc
         ProfilerError: batch or context below 1, or an unknown phase.
     """
     if cfg.is_moe:
-        raise ConfigError(f"{cfg.name} is a mixture-of-experts config; kernel shapes follow the dense decode model")
+        raise ConfigError(f"{cfg.name} is a mixture-of-experts config; kernel shapes follow the dense "
+                          "decode model")
     if batch_size < 1 or context < 1:
         raise ProfilerError(f"batch size and context must be >= 1, got {batch_size}, {context}")
     unknown = [p for p in phases if p not in PHASES]
@@ -268,7 +275,8 @@ def build_inputs(case: KernelCase, cfg: ModelConfig, device: torch.device, dtype
         return torch.randn(*shape, generator=gen, device=device, dtype=dtype)
 
     if case.op == "linear":
-        return randn(d["m"], d["k"]), randn(d["n"], d["k"]) * d["k"] ** -0.5, randn(d["n"]) if d["bias"] else None
+        bias = randn(d["n"]) if d["bias"] else None
+        return randn(d["m"], d["k"]), randn(d["n"], d["k"]) * d["k"] ** -0.5, bias
     if case.op == "attention_prefill":
         scale = d["d"] ** -0.5
         return randn(d["b"], d["hq"], d["t"], d["d"]), randn(d["b"], d["hkv"], d["s"], d["d"]), \
@@ -354,7 +362,8 @@ class Peaks:
     bandwidth_source: str
 
 
-def roofline_metrics(flop: float, nbytes: float, median_s: float, peaks: Peaks | None, prefix: str = "") -> dict:
+def roofline_metrics(flop: float, nbytes: float, median_s: float, peaks: Peaks | None,
+                     prefix: str = "") -> dict:
     """Achieved rates and the fraction of each ceiling, in percent.
 
     - ``compute_peak_pct`` = (FLOP ÷ time) ÷ peak FLOP/s; ``bandwidth_peak_pct`` = (bytes ÷ time) ÷ peak
@@ -368,7 +377,7 @@ def roofline_metrics(flop: float, nbytes: float, median_s: float, peaks: Peaks |
     """
     if not median_s > 0:
         raise ProfilerError(f"median time must be positive, got {median_s}")
-    out = {"achieved_flop_per_s": flop / median_s, "achieved_bytes_per_s": nbytes / median_s} if not prefix else {}
+    out = {} if prefix else {"achieved_flop_per_s": flop / median_s, "achieved_bytes_per_s": nbytes / median_s}
     pf = peaks.flop_per_s if peaks else None
     pb = peaks.bandwidth_bytes_per_s if peaks else None
     out[f"{prefix}compute_peak_pct"] = 100 * flop / median_s / pf if pf else None
@@ -457,15 +466,16 @@ def _notes(row: dict, s: BenchSettings) -> list[str]:
     notes = []
     if s.device.type == "cuda" and row["median_s"] < LAUNCH_BOUND_S:
         notes.append("median below 20 µs: CPU launch overhead (inside do_bench's timing) dominates")
-    over = [k for k in ("bandwidth_peak_pct", "measured_bandwidth_peak_pct", "roofline_pct", "measured_roofline_pct")
-            if (row.get(k) or 0) > 100]
+    keys = ("bandwidth_peak_pct", "measured_bandwidth_peak_pct", "roofline_pct", "measured_roofline_pct")
+    over = [k for k in keys if (row.get(k) or 0) > 100]
     if over:
         notes.append(f"{', '.join(over)} above 100 %: the {row['bytes'] / 1e6:.3g} MB working set is (partly) "
                      "served from a cache, or a ceiling is too low (metrics.md §3.1 counter-check)")
     return notes
 
 
-def _time_row(row: dict, fn: Callable, args: tuple, s: BenchSettings, baseline: torch.Tensor | None) -> torch.Tensor:
+def _time_row(row: dict, fn: Callable, args: tuple, s: BenchSettings,
+              baseline: torch.Tensor | None) -> torch.Tensor:
     """Time one call of ``fn(*args)`` into ``row`` (in place); returns its output for the torch check."""
     out = _first_tensor(fn(*args))  # also compiles / autotunes before timing
     timing = s.time(lambda: fn(*args))
@@ -473,10 +483,28 @@ def _time_row(row: dict, fn: Callable, args: tuple, s: BenchSettings, baseline: 
                n_timed_calls=timing.n, timer=timing.method)
     row.update(roofline_metrics(row["flop"], row["bytes"], timing.median_s, s.peaks))
     row.update(roofline_metrics(row["flop"], row["bytes"], timing.median_s, s.measured_peaks, "measured_"))
+    notes = _notes(row, s)
     if baseline is not None:
-        row["max_abs_diff_vs_torch"] = (out.double() - baseline.double()).abs().max().item()
-    row["notes"] = _notes(row, s)
+        diff = max_abs_diff(out, baseline)
+        row["max_abs_diff_vs_torch"] = diff if diff is not None and math.isfinite(diff) else None
+        if diff is not None and not math.isfinite(diff):
+            notes.append("output has NaN or infinity where torch's has not: the timing is of a wrong result")
+    row["notes"] = notes
     return out
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor, chunk: int = 1 << 24) -> float | None:
+    """max |a - b| in float32, a chunk of rows at a time (a prefill output can be gigabytes); inf when
+    either holds a NaN or infinity where the other does not; None when the shapes differ."""
+    if a.shape != b.shape:
+        return None
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    worst = 0.0
+    for start in range(0, fa.numel(), chunk):
+        d = (fa[start:start + chunk].float() - fb[start:start + chunk].float()).abs()
+        d = torch.nan_to_num(d, nan=float("inf"))
+        worst = max(worst, d.max().item() if d.numel() else 0.0)
+    return worst
 
 
 def _run_case(case: KernelCase, s: BenchSettings, skips: dict[str, str | None]) -> list[dict]:
@@ -513,7 +541,8 @@ def _error_text(exc: BaseException) -> str:
 def add_speedups(rows: list[dict]) -> None:
     """``speedup_vs_torch`` = torch median ÷ this median for every timed row with a timed torch row of
     the same (phase, op); None otherwise. In place."""
-    base = {(r["phase"], r["op"]): r["median_s"] for r in rows if r["backend"] == "torch" and r.get("status") == "ok"}
+    base = {(r["phase"], r["op"]): r["median_s"] for r in rows
+            if r["backend"] == "torch" and r.get("status") == "ok"}
     for r in rows:
         ref = base.get((r["phase"], r["op"]))
         r["speedup_vs_torch"] = ref / r["median_s"] if ref and r.get("status") == "ok" else None
@@ -550,7 +579,7 @@ def run_cases(cases: Sequence[KernelCase], settings: BenchSettings,
 __all__ = [
     "PHASES", "KernelCase", "KernelTiming", "Peaks", "BenchSettings", "model_cases", "square_matmul_cases",
     "build_inputs", "time_gpu", "time_cpu", "roofline_metrics", "run_cases", "add_speedups",
-    "backend_skip_reason", "variant_for", "linear_flop", "linear_bytes", "causal_pairs",
+    "backend_skip_reason", "variant_for", "max_abs_diff", "linear_flop", "linear_bytes", "causal_pairs",
     "attention_prefill_flop", "attention_prefill_bytes", "attention_decode_flop", "attention_decode_bytes",
     "rmsnorm_flop", "rmsnorm_bytes", "rope_flop", "rope_bytes", "swiglu_flop", "swiglu_bytes",
 ]

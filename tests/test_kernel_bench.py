@@ -167,6 +167,20 @@ def _raising_rmsnorm(x, weight, eps, residual=None):
     raise ValueError("this variant always fails")
 
 
+@register("swiglu", "test-raises")
+def _nan_swiglu(gate, up):
+    return torch.full_like(gate, float("nan"))
+
+
+def test_max_abs_diff_chunks_and_flags_nan():
+    a = torch.randn(1000, 37)
+    b = a.clone()
+    b[3, 4] += 0.5
+    assert kb.max_abs_diff(a, b, chunk=100) == pytest.approx(0.5)
+    assert kb.max_abs_diff(a, torch.full_like(a, float("nan")), chunk=64) == float("inf")
+    assert kb.max_abs_diff(a, b[:5]) is None
+
+
 def test_a_failing_case_is_recorded_and_the_run_goes_on():
     rows = []
     settings = kb.BenchSettings(TINY, torch.device("cpu"), torch.float32, ["torch", "test-raises"],
@@ -180,6 +194,10 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on():
     skipped = {r["op"] for r in out if r["status"] == "skipped"}
     assert "linear.qkv" in skipped  # test-raises has no linear variant: not timed as a second torch
     assert all(r["status"] == "ok" for r in out if r["backend"] == "torch")
+    nan_row = next(r for r in out if (r["op"], r["backend"]) == ("swiglu", "test-raises"))
+    assert nan_row["status"] == "ok" and nan_row["max_abs_diff_vs_torch"] is None
+    assert any("NaN" in n for n in nan_row["notes"])  # a fast wrong kernel is flagged, not hidden
+    json.dumps(out, allow_nan=False)  # rows stay finite JSON
 
 
 @gpu
@@ -247,7 +265,7 @@ def test_kernels_cli_calibrated_with_a_user_variant(tmp_path, capsys):
 
     cfg = write_config(tmp_path)
     out_jsonl = tmp_path / "k.jsonl"
-    assert main(["kernels", "--config", str(cfg), "--context", "8", "--phase", "decode", "--calibrate",
+    assert main(["kernels", "--config", str(cfg), "--context", "8", "--phase", "decode", "--calibrate", "--device", "cpu",
                  "--backend", "torch", "--backend", "test-kb-mine", "--out", str(out_jsonl)]) == 0
     summary, _ = _last_json(capsys)
     measured = summary["measured_peaks"]

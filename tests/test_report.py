@@ -111,3 +111,15 @@ def test_cost_modules_do_not_import_torch():
     code = ("import sys, tokencost.report, tokencost.frontier, tokencost.stats, tokencost.cli.report_cmd; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cpu_kernel_records_without_a_compute_peak_plot_the_bandwidth_ceiling_only(tmp_path):
+    # CPU kernel records carry peak_flop_per_s null (no datasheet compute peak for a CPU).
+    recs = [{"kind": "kernel", "op": "linear", "backend": "torch", "flop": 2e9, "bytes": 2e7, "median_s": 4e-3,
+             "peak_flop_per_s": None, "peak_bandwidth_bytes_per_s": 3e10},
+            {"kind": "kernel", "op": "swiglu", "backend": "torch", "flop": 1e6, "bytes": 1e8, "median_s": 1e-3,
+             "peak_flop_per_s": None, "peak_bandwidth_bytes_per_s": 3e10}]  # 1e11 B/s > 3e10 ceiling
+    report = write_report(recs, tmp_path)
+    _assert_png(report.plots["roofline"])
+    assert any("swiglu/torch above the device ceiling" in n for n in report.notes)
+    assert not any("linear/torch" in n for n in report.notes)

@@ -134,6 +134,16 @@ def test_user_variants_through_per_op_override(tmp_path):
         _check(decode_logits(model, tokens), truth, torch_logits, dtype)
 
 
+def test_doc_correctness_snippet_runs(tmp_path, monkeypatch):
+    """The 'check it before you time it' block of the doc passes for the doc's own variant."""
+    doc_examples(tmp_path)
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+              if "check_against_reference(" in b and not b.startswith("# ")]
+    assert len(blocks) == 1
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exec(compile(blocks[0], "adding-a-variant.md", "exec"), {})  # raises AssertionError if the check fails
+
+
 def test_compare_cli_torch_vs_user_variant(tmp_path, capsys):
     plugin = doc_examples(tmp_path)["my_variants.py"]
     cfg = write_config(tmp_path)

@@ -194,14 +194,17 @@ def _kernel_point(k: dict) -> tuple[float, float]:
     return k["flop"] / k["bytes"], k["flop"] / k["median_s"]
 
 
-def _ceilings(kernels: list[dict]) -> tuple[float, float]:
+def _ceilings(kernels: list[dict]) -> tuple[float | None, float]:
+    """(peak FLOP/s or None when the device's compute peak is unknown, e.g. a CPU; peak bytes/s)."""
     peaks = {(k.get("peak_flop_per_s"), k.get("peak_bandwidth_bytes_per_s")) for k in kernels}
     if len(peaks) != 1:
         raise CostError(f"kernel records mix device ceilings {sorted(map(str, peaks))}; report one device at a time")
     flops, bw = peaks.pop()
-    if not all(isinstance(v, (int, float)) and v > 0 for v in (flops, bw)):
-        raise CostError("kernel records need positive peak_flop_per_s and peak_bandwidth_bytes_per_s")
-    return float(flops), float(bw)
+    if not (isinstance(bw, (int, float)) and bw > 0):
+        raise CostError("kernel records need a positive peak_bandwidth_bytes_per_s")
+    if flops is not None and not (isinstance(flops, (int, float)) and flops > 0):
+        raise CostError("peak_flop_per_s must be positive or null (unknown)")
+    return (float(flops) if flops is not None else None), float(bw)
 
 
 def _above_roof(pts: list, peak_flops: float, peak_bw: float) -> str | None:
@@ -222,21 +225,25 @@ def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
         return None, "roofline plot skipped: no kernel records (kind = \"kernel\") in the results"
     peak_flops, peak_bw = _ceilings(kernels)
     pts = [(_kernel_point(k), f"{k.get('op', '?')}/{k.get('backend', '?')}") for k in kernels]
-    ridge = peak_flops / peak_bw
-    xs = [ai for (ai, _), _ in pts] + [ridge]
+    ridge = peak_flops / peak_bw if peak_flops is not None else None
+    xs = [ai for (ai, _), _ in pts] + ([ridge] if ridge else [])
     x_grid = [min(xs) / 4 * (max(xs) * 16 / min(xs)) ** (i / 200) for i in range(201)]
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(x_grid, [min(peak_flops, x * peak_bw) for x in x_grid], "k-", lw=1.5, label="device ceilings")
-    ax.axvline(ridge, color="grey", ls=":", lw=1, label=f"ridge {ridge:.3g} FLOP/byte")
+    roof = peak_flops if peak_flops is not None else float("inf")
+    ax.plot(x_grid, [min(roof, x * peak_bw) for x in x_grid], "k-", lw=1.5,
+            label="device ceilings" if ridge else "bandwidth ceiling (compute peak unknown)")
+    if ridge:
+        ax.axvline(ridge, color="grey", ls=":", lw=1, label=f"ridge {ridge:.3g} FLOP/byte")
     for (ai, achieved), label in pts:
         ax.scatter([ai], [achieved], s=30, zorder=3)
         ax.annotate(label, (ai, achieved), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    peak_text = f"peak {peak_flops:.3g} FLOP/s" if peak_flops is not None else "compute peak unknown"
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s",
-           title=f"Kernel roofline (peak {peak_flops:.3g} FLOP/s, {peak_bw:.3g} B/s)")
+           title=f"Kernel roofline ({peak_text}, {peak_bw:.3g} B/s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return fig, _above_roof(pts, peak_flops, peak_bw)
+    return fig, _above_roof(pts, roof, peak_bw)
 
 
 def _breakdown_shares(records: list[dict]) -> dict[str, float]:

@@ -157,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
         if args.out and row["status"] == "ok":
             append_result(args.out, _record_for_report(row, meta))
 
+    if args.out and peaks.flop_per_s is None and measured is None:
+        print("tokencost: warning: the kernel records get no compute ceiling (peak_flop_per_s null), which the "
+              "roofline chart of `tokencost report` needs; add --calibrate to measure one", file=sys.stderr)
     with _progress_bar() as update:
         rows = run_cases(cases, settings, on_row=on_row, progress=update)
     summary = {**meta, "measured_peaks": dataclasses.asdict(measured) if measured else None, "rows": rows}
