@@ -130,6 +130,7 @@ def _software_env() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_count_logical": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -152,6 +152,16 @@ def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_
     }
 
 
+def cpu_load_warnings(env: dict, device: torch.device) -> list[str]:
+    """A warning when other work kept more runnable threads than cores before the run: CPU timings
+    then include waits for the scheduler (OpenMP teams are hit hardest)."""
+    load, cores = env.get("load_average_1m"), env.get("cpu_count_logical")
+    if device.type != "cpu" or load is None or not cores or load <= cores:
+        return []
+    return [f"the CPU was busy before this run (1-minute load average {load:.1f} on {cores} cores): "
+            "timings include waits for other processes; rerun on a quiet machine"]
+
+
 def energy_fields(m, batch_size: int) -> dict:
     """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
     mon = m.gpu_monitor or {}
@@ -202,6 +212,6 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     }
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s))
     record.update(energy_fields(m, spec.batch_size))
-    record["warnings"] = record["warnings"] + record["gpu_monitor_warnings"]
+    record["warnings"] = record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
     record["env"] = env
     return record

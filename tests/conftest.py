@@ -10,7 +10,12 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# pytest-xdist runs two workers on the two cores: one intra-op thread each (and in the CLI
+# subprocesses they start, through OMP_NUM_THREADS), so OpenMP teams never oversubscribe the cores,
+# which makes tiny ops wait a scheduler quantum and timings meaningless.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # ../shared/reference beside the checkout (the CI clone has a copy of shared/ beside it too).
 SHARED_REF = Path(__file__).resolve().parents[2] / "shared" / "reference"

@@ -1,0 +1,46 @@
+"""Pieces of the run record: roofline fields, warnings, device and dtype resolution."""
+
+import pytest
+import torch
+
+from profiler.config import config_from_dict
+from profiler.errors import ProfilerError
+from profiler.runner import (RunSpec, check_positions, cpu_load_warnings, decode_context_len, resolve_device,
+                             resolve_dtype, roofline_fields)
+from tests.tiny import TINY_LLAMA
+
+CFG = config_from_dict(TINY_LLAMA, name="tiny")
+
+
+def test_roofline_fields_mbu_and_warnings():
+    spec = RunSpec(cfg=CFG, batch_size=2, prompt_len=10, gen_len=6)
+    fast = roofline_fields(spec, torch.float32, tpot_s=1e-9, bandwidth_bytes_per_s=1e9)
+    assert fast["mbu"] > 1 and "above 100%" in fast["warnings"][0]
+    slow = roofline_fields(spec, torch.float32, tpot_s=1.0, bandwidth_bytes_per_s=1e9)
+    assert slow["mbu"] < 0.2 and "below 20%" in slow["warnings"][0]
+    tpot = fast["bytes_per_step"] / 1e9 / 0.5  # exactly half the bandwidth bound
+    mid = roofline_fields(spec, torch.float32, tpot_s=tpot, bandwidth_bytes_per_s=1e9)
+    assert mid["mbu"] == pytest.approx(0.5) and mid["warnings"] == []
+    assert mid["context_len"] == decode_context_len(spec) == 13
+    assert mid["roofline_output_tok_per_s"] == pytest.approx(2 / (mid["bytes_per_step"] / 1e9))
+
+
+def test_busy_cpu_warning_only_when_oversubscribed():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert cpu_load_warnings({"load_average_1m": 3.5, "cpu_count_logical": 2}, cpu)
+    assert cpu_load_warnings({"load_average_1m": 1.5, "cpu_count_logical": 2}, cpu) == []
+    assert cpu_load_warnings({"load_average_1m": 9.0, "cpu_count_logical": 2}, cuda) == []
+    assert cpu_load_warnings({"load_average_1m": None, "cpu_count_logical": 2}, cpu) == []
+
+
+def test_device_dtype_and_positions():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ProfilerError, match="unknown device"):
+        resolve_device("tpu:0x")
+    with pytest.raises(ProfilerError, match="dtype"):
+        resolve_dtype("int4", torch.device("cpu"))
+    check_positions(RunSpec(cfg=CFG, prompt_len=200, gen_len=56))  # exactly max_position_embeddings
+    with pytest.raises(ProfilerError, match="max_position_embeddings"):
+        check_positions(RunSpec(cfg=CFG, prompt_len=200, gen_len=57))
