@@ -325,10 +325,24 @@ def time_gpu(fn: Callable[[], object]) -> KernelTiming:
                         "triton.testing.do_bench (L2 flushed, 25 ms warm-up, 100 ms of repeats)")
 
 
+def cpu_cache_flush_bytes() -> int:
+    """Bytes to overwrite between timed CPU calls: twice the last-level cache (sysfs), 64 MiB when
+    the size cannot be read, so every timed call starts with cold caches."""
+    try:
+        text = open("/sys/devices/system/cpu/cpu0/cache/index3/size").read().strip()
+        llc = int(text.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+    except (OSError, ValueError):
+        return 64 * 2**20
+    return min(2 * llc, 512 * 2**20)
+
+
 def time_cpu(fn: Callable[[], object], device: torch.device | str = "cpu", warmup: int = 2,
              target_s: float = 0.2, min_repeats: int = 5, max_repeats: int = 200) -> KernelTiming:
     """Time ``fn`` with :mod:`profiler.timing`: ``warmup`` calls run and discarded, then enough timed
     calls to fill about ``target_s`` (clamped to [min_repeats, max_repeats]), each its own region.
+    Before every timed call a buffer of twice the last-level cache is overwritten, outside the timed
+    region, as ``triton.testing.do_bench`` zeroes a buffer to flush L2 on GPUs (kernels.md §2.1): a
+    decode weight matrix of a few MB would otherwise be re-read from cache and beat DRAM bandwidth.
 
     Raises:
         ProfilerError: warmup < 1 or min_repeats < 2 or max_repeats < min_repeats.
@@ -339,13 +353,16 @@ def time_cpu(fn: Callable[[], object], device: torch.device | str = "cpu", warmu
     device = torch.device(device)
     estimate = min(time_once(fn, device)[1] for _ in range(warmup))
     n = int(min(max_repeats, max(min_repeats, math.ceil(target_s / max(estimate, 1e-9)))))
+    flush = torch.empty(cpu_cache_flush_bytes() // 4, dtype=torch.float32)
     timer = RegionTimer(device)
     for _ in range(n):
+        flush.zero_()
         with timer.region():
             fn()
     samples = timer.seconds()
     return KernelTiming(percentile(samples, 50), percentile(samples, 20), percentile(samples, 80), n,
-                        f"profiler.timing: {warmup} warm-up calls excluded, {n} timed calls (perf_counter)")
+                        f"profiler.timing: {warmup} warm-up calls excluded, {n} timed calls (perf_counter), "
+                        f"caches flushed ({flush.numel() * 4 / 2**20:.0f} MiB written) before each")
 
 
 # ----------------------------------------------------------------------------------------------
