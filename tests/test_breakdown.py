@@ -4,6 +4,7 @@ what-if prediction checked against a real A/B measurement with a deliberately sl
 import json
 import statistics
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,17 +26,20 @@ SLOW_BACKEND = "test-slow-attention-x4"
 
 @register("attention_decode", SLOW_BACKEND)
 def _slow_attention_decode(q, k_cache, v_cache, seq_lens, scale, window):
-    """The torch decode attention, then a busy wait of SLOW_K - 1 times its own duration.
+    """The torch decode attention, then a busy wait of SLOW_K - 1 times the CPU time it took.
 
     Why not the attention computed SLOW_K times: repeats find K and V in cache and run 2-3x faster
-    than the first call (measured here on the A/B model: 0.84 ms for the first call of a step vs
-    0.29 ms for each repeat), so the slowed op would not be SLOW_K times slower and the A/B would
-    have no known factor to predict. The wait keeps the CPU busy (the profiler's CPU region time
-    and the step time both see it) and scales with whatever the real call cost in that step.
+    than the first call (measured on the A/B model, both layers together: 0.84 ms per step for the
+    first call vs 0.29 ms for each repeat), so the slowed op would not be SLOW_K times slower and the
+    A/B would have no known factor to predict. The wait keeps the CPU busy (the profiler's host-time
+    regions and the step timer both see it) and scales with whatever the real call cost in that step.
+    Its length is the call's thread CPU time, so a preemption by another process during the call is
+    not multiplied, and it ends at a wall-clock time, so a preemption during the wait does not
+    lengthen it.
     """
-    t0 = time.perf_counter()
+    cpu0 = time.thread_time()
     out = torch_ops.attention_decode(q, k_cache, v_cache, seq_lens, scale, window)
-    end = time.perf_counter() + (SLOW_K - 1) * (time.perf_counter() - t0)
+    end = time.perf_counter() + (SLOW_K - 1) * (time.thread_time() - cpu0)
     while time.perf_counter() < end:
         pass
     return out
@@ -44,7 +48,7 @@ def _slow_attention_decode(q, k_cache, v_cache, seq_lens, scale, window):
 @pytest.fixture
 def one_thread():
     """One intra-op thread: two test workers on two cores then do not fight over OpenMP threads,
-    whose barrier waits inflate step times by orders of magnitude on a loaded machine."""
+    whose barrier waits inflated a 0.5 ms step to 190 ms on a loaded machine here."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -69,14 +73,17 @@ def test_breakdown_rows_add_up_to_the_measured_step(one_thread):
     assert sum(b.shares().values()) == pytest.approx(1.0, rel=1e-9)
     assert sum(b.class_times_s().values()) == pytest.approx(b.step_s, rel=1e-9)
     assert tuple(b.class_times_s()) == breakdown.OP_CLASSES
-    # The step time is the median of the independently timed (unprofiled) steps.
-    assert len(b.step_times_s) == 4 and b.step_s == statistics.median(b.step_times_s)
+    # The step time is the median of the independently timed (unprofiled) steps, less any step that
+    # another process preempted.
+    assert len(b.step_times_s) == 4 and min(b.step_times_s) <= b.step_s <= max(b.step_times_s)
+    assert b.preempted_steps > 0 or b.step_s == statistics.median(b.step_times_s)
     assert b.profiled_step_s > 0 and b.time_basis == "cpu" and b.n_steps == 4
     # Every labelled op of the model was seen (a missing label would silently fall into "other").
     for row in breakdown.ROWS:
         if row != breakdown.OTHER:
             assert b.row_times_s[row] > 0, row
-    assert b.scale == pytest.approx(b.step_s / b.profiled_step_s) or b.warnings
+    # Host time: the rows keep their shares of the profiled step, mapped onto the unprofiled one.
+    assert b.scale == pytest.approx(b.step_s / (b.attributed_profiled_s + b.row_times_s["other"] / b.scale))
 
 
 def test_label_regions_lie_inside_their_profiler_step(one_thread):
@@ -85,11 +92,15 @@ def test_label_regions_lie_inside_their_profiler_step(one_thread):
         tok, pos = breakdown._prefill(model, 2, 16, seed=0)
         events, _ = breakdown._profiled_steps(model, tok, pos, steps=3)
     per_step = breakdown.label_times_us(events, device_time=False)
-    step_regions = [e for e in events if e.name.startswith("ProfilerStep")]
+    step_regions = sorted((e for e in events if e.name.startswith("ProfilerStep")),
+                          key=lambda e: e.time_range.start)
     assert len(per_step) == len(step_regions) == 3
-    # Label regions do not overlap, so in each step they sum to at most the step's own region.
-    for labels, region in zip(per_step, sorted(step_regions, key=lambda e: e.time_range.start)):
-        assert 0 < sum(labels.values()) <= region.cpu_time_total
+    # Label regions do not overlap, so in each step they sum to at most the step's own region, and
+    # "other" is the rest of it.
+    for rows, region in zip(per_step, step_regions):
+        labelled = sum(t for row, t in rows.items() if row != breakdown.OTHER)
+        assert 0 < labelled <= region.cpu_time_total
+        assert labelled + rows[breakdown.OTHER] == pytest.approx(region.cpu_time_total)
 
 
 def test_nested_label_counts_only_for_the_inner_one(one_thread):
@@ -108,6 +119,40 @@ def test_nested_label_counts_only_for_the_inner_one(one_thread):
     assert step["attention.decode"] + step["norm"] == pytest.approx(outer.cpu_time_total)
 
 
+def _event(name, start, end, device_us=0.0, children=(), device_type=None):
+    """A stand-in for a torch.autograd FunctionEvent with the attributes the attribution reads."""
+    ev = SimpleNamespace(name=name, device_type=device_type or torch.autograd.DeviceType.CPU, is_async=False,
+                         cpu_children=list(children), cpu_parent=None, cpu_time_total=end - start,
+                         time_range=SimpleNamespace(start=start, end=end))
+    ev.device_time_total = device_us + sum(c.device_time_total for c in children)
+    for child in children:
+        child.cpu_parent = ev
+    return ev
+
+
+def test_device_time_attribution_on_synthetic_cuda_events():
+    """The CUDA path (no GPU here): kernel time per label region, inner labels counted once, the
+    CUDA-side copy of a label ignored, no host-time "other" per step."""
+    steps = []
+    for start in (0.0, 100.0):
+        norm = _event("norm", start + 10, start + 20, device_us=3.0)
+        attn = _event("attn.attention", start + 5, start + 40, device_us=7.0, children=[norm])
+        mm = _event("attn.qkv_proj", start + 41, start + 60, device_us=11.0)
+        steps.append(_event("ProfilerStep*", start, start + 90, children=[attn, mm]))
+    gpu_copy = _event("attn.attention", 0, 50, device_us=999.0, device_type=torch.autograd.DeviceType.CUDA)
+    events = [e for s in steps for e in (s, *s.cpu_children, *s.cpu_children[0].cpu_children)] + [gpu_copy]
+    per_step = breakdown.label_times_us(reversed(events), device_time=True)
+    assert len(per_step) == 2 and all(breakdown.OTHER not in rows for rows in per_step)
+    for rows in per_step:
+        assert rows["attention.decode"] == 7.0 and rows["norm"] == 3.0 and rows["matmul.qkv_proj"] == 11.0
+    medians = breakdown.median_row_times_s(per_step)
+    rows, scale, warnings = breakdown.attribute(medians, 50e-6, "device")
+    assert scale == 1.0 and not warnings and rows["other"] == pytest.approx(29e-6)
+    # Host time of the same events: "other" is the step region not covered by labels (90 - 35 - 19).
+    host = breakdown.label_times_us(events, device_time=False)
+    assert host[0]["attention.decode"] == 25.0 and host[0]["norm"] == 10.0 and host[0]["other"] == 36.0
+
+
 def test_every_model_label_has_a_row():
     from profiler import model as model_module
 
@@ -119,23 +164,26 @@ def test_every_model_label_has_a_row():
     assert breakdown.OP_CLASSES == whatif.OP_CLASSES  # the profiler cannot import the cost layer
 
 
-def test_attribute_scales_cpu_time_and_keeps_kernel_time():
-    per_step = {"matmul.qkv_proj": 2e-3, "attention.decode": 1e-3}
-    # CPU: profiled step 4 ms vs 2 ms unprofiled -> every region keeps its share of the profiled step.
-    rows, scale, warnings = breakdown.attribute(per_step, 2e-3, 4e-3, "cpu")
+def test_attribute_maps_cpu_shares_and_keeps_kernel_time():
+    profiled = {"matmul.qkv_proj": 2e-3, "attention.decode": 1e-3, "other": 1e-3}
+    # CPU: profiled step 4 ms vs 2 ms unprofiled -> every row keeps its share of the profiled step.
+    rows, scale, warnings = breakdown.attribute(profiled, 2e-3, "cpu")
     assert scale == pytest.approx(0.5) and not warnings
     assert rows == pytest.approx({"matmul.qkv_proj": 1e-3, "attention.decode": 0.5e-3, "other": 0.5e-3})
     # Device: kernel time is not inflated by host overhead, so it is kept; the rest is gaps.
-    rows, scale, _ = breakdown.attribute(per_step, 5e-3, 9e-3, "device")
+    kernels = {"matmul.qkv_proj": 2e-3, "attention.decode": 1e-3}
+    rows, scale, _ = breakdown.attribute(kernels, 5e-3, "device")
     assert scale == 1.0 and rows["other"] == pytest.approx(2e-3) and rows["matmul.qkv_proj"] == 2e-3
     # Kernel time above the step (clock noise) is scaled down to fit, with a warning; never negative.
-    rows, scale, warnings = breakdown.attribute(per_step, 2e-3, 2e-3, "device")
+    rows, scale, warnings = breakdown.attribute(kernels, 2e-3, "device")
     assert scale == pytest.approx(2 / 3) and rows["other"] == 0.0 and warnings
     assert sum(rows.values()) == pytest.approx(2e-3)
 
 
-@pytest.mark.parametrize("args", [({"a": 1.0}, 0.0, 1.0, "cpu"), ({"a": -1.0}, 1.0, 1.0, "cpu"),
-                                  ({"a": 1.0}, 1.0, 1.0, "gpu")])
+@pytest.mark.parametrize("args", [
+    ({"a": 1.0, "other": 0.0}, 0.0, "cpu"), ({"a": -1.0, "other": 1.0}, 1.0, "cpu"), ({"a": 1.0}, 1.0, "cpu"),
+    ({"a": 1.0}, 1.0, "gpu"), ({"a": float("nan")}, 1.0, "device"),
+])
 def test_attribute_rejects_bad_input(args):
     with pytest.raises(ProfilerError):
         breakdown.attribute(*args)
@@ -161,12 +209,14 @@ def test_context_one_needs_no_prefill(one_thread):
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model_type": "qwen2"}, {"model_type": "qwen3", "head_dim": 24},
-                                       {"tie_word_embeddings": True, "mlp_bias": True, "attention_bias": True}])
+                                       {"tie_word_embeddings": True, "mlp_bias": True,
+                                        "attention_bias": True}])
 def test_row_bytes_match_the_decode_byte_model(overrides):
     cfg = config_from_dict({**TINY_LLAMA, **overrides}, name="tiny")
     batch, context, elem = 3, 50, 2
     rows = breakdown.row_bytes_per_step(cfg, batch, context, elem)
-    norms = cfg.num_hidden_layers * (2 * cfg.hidden_size + (2 * cfg.head_dim if cfg.qk_norm else 0)) + cfg.hidden_size
+    per_layer_norms = 2 * cfg.hidden_size + (2 * cfg.head_dim if cfg.qk_norm else 0)
+    norms = cfg.num_hidden_layers * per_layer_norms + cfg.hidden_size
     gather = batch * cfg.hidden_size
     kv_read = batch * context * cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim * elem
     matmul = sum(v for r, v in rows.items() if r.startswith("matmul."))
@@ -197,36 +247,45 @@ def test_row_bytes_bad_input():
 AB_CONFIG = {**TINY_LLAMA, "hidden_size": 512, "intermediate_size": 1024, "num_attention_heads": 8,
              "num_key_value_heads": 4, "vocab_size": 1024, "max_position_embeddings": 512}
 AB_BATCH, AB_CONTEXT = 4, 256
-AB_PAIRS, AB_MAX_PAIRS = 5, 14
-MIN_CPU_SHARE = 0.9  # a run whose thread got less of the CPU than this was preempted by other processes
+AB_PAIRS, AB_MAX_PAIRS = 5, 8
+MIN_CPU_SHARE = 0.9  # a step whose thread got less of the CPU than this was preempted by another process
+MIN_CLEAN_STEPS = 3
 
 
-def _on_cpu(fn):
-    """(result, share of the wall time this thread spent on the CPU) of ``fn()``. With one torch
-    thread all work runs in this thread, so a share well below 1 means other processes preempted it."""
-    cpu0, wall0 = time.thread_time(), time.perf_counter()
-    out = fn()
-    return out, (time.thread_time() - cpu0) / (time.perf_counter() - wall0)
+def _unpreempted_tpot(model, settings: DecodeSettings) -> float | None:
+    """TPOT (median decode step, profiler.measure) over the steps during which this thread kept the
+    CPU, or None when fewer than MIN_CLEAN_STEPS did. measure_decode calls ``progress`` after each
+    CPU decode step, so the thread CPU time and the wall time between two calls cover exactly one
+    step; a CPU share below MIN_CPU_SHARE means another process preempted that step (with one torch
+    thread all work runs in this thread)."""
+    marks: list[tuple[float, float]] = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "decode":
+            marks.append((time.perf_counter(), time.thread_time()))
+
+    steps = measure_decode(model, settings, progress=progress).step_times_s
+    clean = [steps[i] for i in range(1, min(len(marks), len(steps)))
+             if marks[i][1] - marks[i - 1][1] >= MIN_CPU_SHARE * (marks[i][0] - marks[i - 1][0])]
+    return statistics.median(clean) if len(clean) >= MIN_CLEAN_STEPS else None
 
 
 def _measured_ratios(model, normal, slow) -> list[float]:
-    """Ratios normal TPOT ÷ slowed TPOT (median step, profiler.measure), each pair measured back to
-    back so that drifts of machine load cancel in the ratio. Pairs during which either run was
-    preempted (see MIN_CPU_SHARE) are measured again, up to AB_MAX_PAIRS in all; if too few clean
-    pairs come, every pair is kept and the spread shows the noise."""
+    """Per pair: unpreempted TPOT with the normal attention ÷ with the slowed one, measured back to
+    back so that drifts of machine load cancel in each ratio; a pair where either run was preempted
+    nearly throughout is measured again (AB_MAX_PAIRS attempts in all)."""
     settings = DecodeSettings(batch_size=AB_BATCH, prompt_len=AB_CONTEXT - 12, gen_len=25, warmup_steps=2)
-
-    def tpot(ops):
-        model.set_ops(ops)
-        return _on_cpu(lambda: measure_decode(model, settings).tpot.median_s)
-
-    clean, every = [], []
-    while len(clean) < AB_PAIRS and len(every) < AB_MAX_PAIRS:
-        (t_normal, cpu_normal), (t_slow, cpu_slow) = tpot(normal), tpot(slow)
-        every.append(t_normal / t_slow)
-        if min(cpu_normal, cpu_slow) >= MIN_CPU_SHARE:
-            clean.append(every[-1])
-    return clean if len(clean) >= 3 else every
+    ratios: list[float] = []
+    for _ in range(AB_MAX_PAIRS):
+        model.set_ops(normal)
+        t_normal = _unpreempted_tpot(model, settings)
+        model.set_ops(slow)
+        t_slow = _unpreempted_tpot(model, settings)
+        if t_normal is not None and t_slow is not None:
+            ratios.append(t_normal / t_slow)
+        if len(ratios) == AB_PAIRS:
+            break
+    return ratios
 
 
 def _robust_spread(values: list[float]) -> float:
@@ -236,13 +295,9 @@ def _robust_spread(values: list[float]) -> float:
     return 1.4826 * statistics.median(abs(v - mid) for v in values) / mid
 
 
-def _profile_unpreempted(model, tries: int = 3):
-    """Profile the model; again (up to ``tries`` times) if other processes preempted the run."""
-    for _ in range(tries):
-        b, cpu_share = _on_cpu(lambda: breakdown.profile_decode(model, AB_BATCH, AB_CONTEXT, steps=8, warmup_steps=2))
-        if cpu_share >= MIN_CPU_SHARE:
-            break
-    return b
+def _median_standard_error(values: list[float]) -> float:
+    """Relative standard error of the median of ``values``: 1.2533 × spread ÷ √n (normal theory)."""
+    return 1.2533 * _robust_spread(values) / len(values) ** 0.5
 
 
 def test_whatif_prediction_matches_a_real_ab(one_thread):
@@ -250,26 +305,35 @@ def test_whatif_prediction_matches_a_real_ab(one_thread):
     slowed attention, both ways: breakdown of the slowed run + "attention.decode SLOW_K× faster",
     and breakdown of the normal run + "attention.decode 1/SLOW_K× as fast".
 
-    Measured change: the median of the per-pair ratios normal TPOT ÷ slowed TPOT. Run-to-run
-    spread: the robust relative standard deviation of those ratios. Each prediction must agree within
-    max(15 %, 3 × spread). The check only means something if the real effect (the slowed step takes
-    about 1.6× as long) lies outside that band, so that a prediction of "no change", or of a badly
-    wrong attention share, would fail; the test asserts that too, so a machine too noisy to resolve
-    the effect fails the test rather than passing it vacuously.
+    Measured change: the median of the per-pair ratios normal TPOT ÷ slowed TPOT; its uncertainty
+    comes from the run-to-run spread of those ratios (robust relative standard deviation, then the
+    standard error of their median). Each prediction must agree within max(15 %, 3 standard errors):
+    the floor covers the method's approximations (profiler overhead mapped in proportion, measured
+    here at 3-7 % on a quiet machine), the 3 standard errors a noisy machine. The check only means
+    something if the real effect (the slowed step takes about 1.6× as long) lies outside that band,
+    so that a prediction of "no change", or of a badly wrong attention share, would fail; the test
+    asserts that too, so a machine too noisy to resolve the effect fails the test rather than
+    passing it vacuously. Decode steps that other processes preempted are left out of the measured
+    TPOTs (see _unpreempted_tpot); only when hardly any step runs unpreempted (the machine is
+    saturated, judged by thread CPU time alone, never by the ratios) is the test skipped.
     """
-    model = build_model(config_from_dict(AB_CONFIG, name="ab"), max_batch_size=AB_BATCH, max_seq_len=AB_CONTEXT + 16)
+    model = build_model(config_from_dict(AB_CONFIG, name="ab"), max_batch_size=AB_BATCH,
+                        max_seq_len=AB_CONTEXT + 16)
     normal, slow = resolve("torch"), resolve("torch", {"attention_decode": SLOW_BACKEND})
     ratios = _measured_ratios(model, normal, slow)
+    if len(ratios) < 3:  # an objective "cannot measure here" (thread CPU share), not a tolerance
+        pytest.skip(f"other processes preempted nearly every decode step: {len(ratios)} of "
+                    f"{AB_MAX_PAIRS} A/B pairs had {MIN_CLEAN_STEPS} unpreempted steps")
     measured = statistics.median(ratios)
-    tolerance = max(0.15, 3 * _robust_spread(ratios))
+    tolerance = max(0.15, 3 * _median_standard_error(ratios))
     predictions = {}
     for ops, factor in ((slow, SLOW_K), (normal, 1 / SLOW_K)):
         model.set_ops(ops)
-        b = _profile_unpreempted(model)
+        b = breakdown.profile_decode(model, AB_BATCH, AB_CONTEXT, steps=8, warmup_steps=2)
         wi = whatif.what_if(b.row_times_s, AB_BATCH, {"attention.decode": factor})
         predictions[factor] = (wi.new_step_s / wi.old_step_s) ** (1 if factor > 1 else -1)
-    detail = (f"measured ratios {[round(r, 3) for r in ratios]}, tolerance {tolerance:.2f}, predicted from the "
-              f"slowed run {predictions[SLOW_K]:.3f}, from the normal run {predictions[1 / SLOW_K]:.3f}")
+    detail = (f"measured ratios {[round(r, 3) for r in ratios]}, tolerance {tolerance:.2f}, predicted from "
+              f"the slowed run {predictions[SLOW_K]:.3f}, from the normal run {predictions[1 / SLOW_K]:.3f}")
     assert abs(1.0 / measured - 1.0) > tolerance, f"A/B effect not resolvable on this machine: {detail}"
     for predicted in predictions.values():
         assert abs(predicted / measured - 1.0) <= tolerance, detail
@@ -309,9 +373,22 @@ def test_cli_breakdown_with_whatif(tmp_path, capsys, one_thread):
     assert w["new_step_s"] == pytest.approx(sum(expected.values()))
     assert w["new_output_tok_per_s"] == pytest.approx(2 / w["new_step_s"])
     assert w["new_usd_per_mtok_output"] == pytest.approx(2.5 / (w["new_output_tok_per_s"] * 3600) * 1e6)
-    assert s["roofline"]["bandwidth_bytes_per_s"] > 0
+    bandwidth, nbytes = s["roofline"]["bandwidth_bytes_per_s"], s["roofline"]["row_bytes_per_step"]
+    assert bandwidth > 0 and nbytes["matmul.lm_head"] == 256 * 64 * 4  # V x H float32 weights
+    assert bounds == pytest.approx({r: b / bandwidth for r, b in nbytes.items()})
     df = load_results(results, kind="breakdown")
     assert len(df) == len(breakdown.ROWS) and df["share"].sum() == pytest.approx(1.0)
+
+
+def test_cli_breakdown_without_whatif(tmp_path, capsys, one_thread):
+    argv = ["breakdown", "--config", str(write_config(tmp_path)), "--context", "8", "--gen-len", "3",
+            "--warmup-steps", "0", "--price-per-gpu-hour", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    s = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert "Where the decode step goes" in out and "what-if" not in out
+    assert s["whatif"] is None and "roofline" not in s and s["batch_size"] == 1 and s["context_len"] == 8
+    assert sum(s["class_shares"].values()) == pytest.approx(1.0)
 
 
 def _error(capsys, argv) -> str:
@@ -327,9 +404,10 @@ def _error(capsys, argv) -> str:
     (["--speedup", "softmax=2"], "softmax"), (["--speedup", "attention=0"], "attention"),
     (["--speedup", "attention=-1"], "attention"), (["--speedup", "attention=nan"], "attention"),
     (["--speedup", "attention"], "CLASS=FACTOR"), (["--speedup", "norm=roofline"], "roofline"),
-    (["--speedup", "matmul.nope=2"], "matmul.nope"), (["--speedup", "attention=2", "--speedup", "attention=3"], "twice"),
+    (["--speedup", "matmul.nope=2"], "matmul.nope"),
+    (["--speedup", "attention=2", "--speedup", "attention=3"], "twice"),
     (["--context", "0"], "context"), (["--context", "100000"], "max_position_embeddings"),
-    (["--batch-size", "0"], "batch-size"), (["--backend", "nope"], "nope"),
+    (["--batch-size", "0"], "batch-size"), (["--backend", "nope"], "nope"), (["--cuda-graph"], "cuda"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):
     cfg = write_config(tmp_path)

@@ -7,7 +7,8 @@ import pytest
 
 from tokencost.errors import CostError
 from tokencost.whatif import (OP_CLASSES, ROOFLINE, amdahl_step_s, check_names, check_roofline_classes,
-                              check_times, class_totals_s, new_times_s, parse_speedup, parse_speedups, what_if)
+                              check_times, class_totals_s, new_times_s, parse_speedup, parse_speedups,
+                              what_if)
 
 # 10 ms step: matmul 6, attention 3, other 1.
 TIMES = {"matmul": 6e-3, "attention": 3e-3, "other": 1e-3}
@@ -54,7 +55,8 @@ def test_what_if_without_price_has_no_dollars():
 
 
 def test_roofline_sets_rows_to_their_bound_and_warns_when_that_is_slower():
-    bounds = {"matmul.qkv_proj": 0.5e-3, "matmul.lm_head": 0.25e-3, "attention.decode": 5e-3, "attention.kv_write": 0.0}
+    bounds = {"matmul.qkv_proj": 0.5e-3, "matmul.lm_head": 0.25e-3, "attention.decode": 5e-3,
+              "attention.kv_write": 0.0}
     wi = what_if(ROWS, 2, {"matmul": ROOFLINE}, roofline_s=bounds)
     assert wi.new_times_s["matmul.qkv_proj"] == 0.5e-3 and wi.new_times_s["matmul.lm_head"] == 0.25e-3
     assert wi.new_step_s == pytest.approx(8e-3 - 3e-3 + 0.75e-3)

@@ -8,11 +8,11 @@ capabilities", AFIPS 1967) in its per-part form:
 
     new_step_s = Σ_c time_c / f_c
 
-A speed-up may also name one row (``"attention.decode=8"``); a row's own factor overrides its class's.
-``"roofline"`` instead of a factor sets each row of the class to its bandwidth bound, bytes ÷ peak
-bandwidth (metrics.md §3.1); the caller passes those bound times. Throughput of the device is
-batch ÷ step time and per sequence 1 ÷ step time (metrics.md §1.2, SGLang ``bench_one_batch``); $/Mtok
-is :func:`tokencost.cost.usd_per_mtok` of the device throughput.
+A speed-up may also name one row (``"attention.decode=8"``); a row's own factor overrides its
+class's. ``"roofline"`` instead of a factor sets each row of the class to its bandwidth bound,
+bytes ÷ peak bandwidth (metrics.md §3.1); the caller passes those bound times. Throughput of the
+device is batch ÷ step time and per sequence 1 ÷ step time (metrics.md §1.2, SGLang
+``bench_one_batch``); $/Mtok is :func:`tokencost.cost.usd_per_mtok` of the device throughput.
 
 The model assumes the classes run one after another and that speeding one up leaves the others as
 they are: true of a decode step on one CUDA stream or one CPU thread pool. Overlap that a faster
@@ -30,8 +30,9 @@ from typing import Iterable, Mapping, Union
 from tokencost.cost import usd_per_mtok
 from tokencost.errors import CostError
 
-# Must equal profiler.breakdown.OP_CLASSES (tests/test_whatif.py checks it).
-OP_CLASSES: tuple[str, ...] = ("matmul", "attention", "norm", "rope", "activation", "sampling", "embed", "other")
+# Must equal profiler.breakdown.OP_CLASSES (tests/test_breakdown.py checks it).
+OP_CLASSES: tuple[str, ...] = ("matmul", "attention", "norm", "rope", "activation", "sampling", "embed",
+                               "other")
 ROOFLINE = "roofline"
 Speedup = Union[float, str]  # a factor > 0, or ROOFLINE
 
@@ -55,16 +56,22 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _factor(op_class: str, value) -> Speedup:
+def _finite(value, minimum: float, strict: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > minimum if strict else value >= minimum
+
+
+def _factor(name: str, value) -> Speedup:
     if isinstance(value, str):
         if value.strip().lower() == ROOFLINE:
             return ROOFLINE
         try:
             value = float(value)
         except ValueError:
-            raise CostError(f"speedup of {op_class} must be a number > 0 or 'roofline', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise CostError(f"speedup of {op_class} must be a finite number > 0 or 'roofline', got {value!r}")
+            raise CostError(f"speedup of {name} must be a number > 0 or 'roofline', got {value!r}") from None
+    if not _finite(value, 0.0, strict=True):
+        raise CostError(f"speedup of {name} must be a finite number > 0 or 'roofline', got {value!r}")
     return float(value)
 
 
@@ -73,16 +80,18 @@ def parse_speedup(text: str) -> tuple[str, Speedup]:
     a row of a class (``"matmul.lm_head=2"``) is accepted too.
 
     Raises:
-        CostError: no ``=``, an unknown class, or a factor that is not a finite number > 0 nor "roofline".
+        CostError: no ``=``, an unknown class, or a factor that is neither a finite number > 0 nor
+            "roofline".
     """
     if "=" not in text:
-        raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), got {text!r}")
+        raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), "
+                        f"got {text!r}")
     name, value = (part.strip() for part in text.split("=", 1))
     return _check_name(name), _factor(name, value)
 
 
 def parse_speedups(items: Iterable[str]) -> dict[str, Speedup]:
-    """Parse repeated ``CLASS=FACTOR`` options; a class given twice is an error (no silent last-wins)."""
+    """Parse repeated ``CLASS=FACTOR`` options; a name given twice is an error (no silent last-wins)."""
     out: dict[str, Speedup] = {}
     for item in items:
         name, factor = parse_speedup(item)
@@ -102,12 +111,13 @@ def check_roofline_classes(speedups: Mapping[str, Speedup], supported: Iterable[
 
 
 def check_names(speedups: Mapping[str, Speedup], names: Iterable[str]) -> None:
-    """Raises CostError when a speed-up names neither a class nor one of ``names`` (the breakdown rows)."""
+    """Raises CostError when a speed-up names neither a class nor one of ``names`` (breakdown rows)."""
     names = tuple(names)
     for key in speedups:
         if key not in OP_CLASSES and key not in names:
-            raise CostError(f"--speedup {key}: no such class or row; classes are {', '.join(OP_CLASSES)}, rows "
-                            f"{', '.join(n for n in names if '.' in n)}")
+            rows = ", ".join(n for n in names if "." in n)
+            raise CostError(f"--speedup {key}: no such class or row; classes are {', '.join(OP_CLASSES)}; "
+                            f"rows {rows}")
 
 
 def check_times(times_s: Mapping[str, float]) -> dict[str, float]:
@@ -115,7 +125,7 @@ def check_times(times_s: Mapping[str, float]) -> dict[str, float]:
     out = {}
     for name, t in times_s.items():
         _check_class(class_of(name))
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        if not _finite(t, 0.0, strict=False):
             raise CostError(f"time of {name} must be a finite number of seconds >= 0, got {t!r}")
         out[name] = float(t)
     if sum(out.values()) <= 0:
@@ -150,8 +160,8 @@ def new_times_s(times_s: Mapping[str, float], speedups: Mapping[str, Speedup],
     ``roofline_s[name]`` where that factor is "roofline".
 
     Raises:
-        CostError: bad times or factors, a speed-up naming no class or entry, or "roofline" for an entry
-            without a bound time.
+        CostError: bad times or factors, a speed-up naming no class or entry, or "roofline" for an
+            entry without a bound time.
     """
     times = check_times(times_s)
     parsed = _parse_all(speedups, times)
@@ -162,15 +172,12 @@ def new_times_s(times_s: Mapping[str, float], speedups: Mapping[str, Speedup],
             out[name] = t / factor
         elif roofline_s is None or name not in roofline_s:
             raise CostError(f"{class_of(name)}=roofline: no bandwidth-bound time for {name}")
+        elif not _finite(roofline_s[name], 0.0, strict=False):
+            raise CostError(f"roofline time of {name} must be a finite number of seconds >= 0, "
+                            f"got {roofline_s[name]!r}")
         else:
-            out[name] = _non_negative_bound(name, roofline_s[name])
+            out[name] = float(roofline_s[name])
     return out
-
-
-def _non_negative_bound(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise CostError(f"roofline time of {name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def class_totals_s(times_s: Mapping[str, float]) -> dict[str, float]:
@@ -220,16 +227,16 @@ class WhatIf:
 
     def as_dict(self) -> dict:
         """JSON-ready summary; keys carry their units."""
+        old_step, new_step = self.old_step_s, self.new_step_s
         return {
             "speedups": dict(self.speedups), "class_factors": self.class_factors(),
-            "old_class_times_s": class_totals_s(self.old_times_s), "new_class_times_s": class_totals_s(self.new_times_s),
-            "new_row_times_s": dict(self.new_times_s),
-            "old_step_s": self.old_step_s, "new_step_s": self.new_step_s, "step_speedup": self.step_speedup,
+            "old_class_times_s": class_totals_s(self.old_times_s),
+            "new_class_times_s": class_totals_s(self.new_times_s), "new_row_times_s": dict(self.new_times_s),
+            "old_step_s": old_step, "new_step_s": new_step, "step_speedup": self.step_speedup,
             "old_output_tok_per_s": self.tok_per_s("old"), "new_output_tok_per_s": self.tok_per_s("new"),
-            "old_output_tok_per_s_per_seq": 1.0 / self.old_step_s, "new_output_tok_per_s_per_seq": 1.0 / self.new_step_s,
-            "usd_per_hour": self.usd_per_hour,
-            "old_usd_per_mtok_output": self.usd_per_mtok("old"), "new_usd_per_mtok_output": self.usd_per_mtok("new"),
-            "warnings": list(self.warnings),
+            "old_output_tok_per_s_per_seq": 1.0 / old_step, "new_output_tok_per_s_per_seq": 1.0 / new_step,
+            "usd_per_hour": self.usd_per_hour, "old_usd_per_mtok_output": self.usd_per_mtok("old"),
+            "new_usd_per_mtok_output": self.usd_per_mtok("new"), "warnings": list(self.warnings),
         }
 
 
@@ -238,10 +245,12 @@ def _total(times: Mapping[str, float], key: str) -> float:
     return sum(t for name, t in times.items() if name == key or class_of(name) == key)
 
 
-def _roofline_warnings(old: Mapping[str, float], new: Mapping[str, float], speedups: Mapping[str, Speedup]) -> list[str]:
+def _roofline_warnings(old: Mapping[str, float], new: Mapping[str, float],
+                       speedups: Mapping[str, Speedup]) -> list[str]:
     return [f"{key} at its bandwidth bound ({_total(new, key) * 1e3:.4g} ms) is slower than measured "
-            f"({_total(old, key) * 1e3:.4g} ms): the byte model or the bandwidth figure does not fit this device "
-            "(data served from cache?)" for key, f in speedups.items() if f == ROOFLINE and _total(new, key) > _total(old, key)]
+            f"({_total(old, key) * 1e3:.4g} ms): the byte model or the bandwidth figure does not fit this "
+            "device (data served from cache?)"
+            for key, f in speedups.items() if f == ROOFLINE and _total(new, key) > _total(old, key)]
 
 
 def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str, Speedup], *,
@@ -265,5 +274,6 @@ def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str
                   usd_per_hour=usd_per_hour, warnings=tuple(_roofline_warnings(old, new, parsed)))
 
 
-__all__ = ["OP_CLASSES", "ROOFLINE", "WhatIf", "amdahl_step_s", "check_names", "check_roofline_classes", "check_times",
-           "class_of", "class_totals_s", "new_times_s", "parse_speedup", "parse_speedups", "what_if"]
+__all__ = ["OP_CLASSES", "ROOFLINE", "Speedup", "WhatIf", "amdahl_step_s", "check_names",
+           "check_roofline_classes", "check_times", "class_of", "class_totals_s", "new_times_s",
+           "parse_speedup", "parse_speedups", "what_if"]
