@@ -81,3 +81,39 @@ def test_unreadable_config_file(tmp_path, capsys):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
     assert str(bad) in _error(capsys, ["run", "--config", str(bad)])
+
+
+def test_cost_model_options_on_a_run(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    argv = ["run", "--config", str(cfg), "--prompt-len", "8", "--gen-len", "4", "--price-per-gpu-hour", "2",
+            "--utilization", "0.5", "--billing", "hour", "--blend", "1:1",
+            "--api-price", "together-llama-3.1-8b-turbo"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    eff = r["effective"]
+    # 1e6 tokens at the measured rate, busy half the paid time, billed in whole hours.
+    wall = 1e6 / r["output_tok_per_s"] / 0.5
+    billed = -(-wall // 3600) * 3600
+    assert eff["billed_s"] == pytest.approx(billed)
+    assert eff["usd_per_mtok_output_effective"] == pytest.approx(2 * billed / 3600)
+    assert r["request_usd_per_mtok_blended"] == pytest.approx(
+        (r["request_usd_per_mtok_input"] + r["request_usd_per_mtok_output"]) / 2)
+    # Break-even: self-hosted GPU time per request at full use ÷ the API's price for the same request.
+    be = r["breakeven"]
+    selfhost = 2 * (4 / r["output_tok_per_s"]) / 3600
+    assert be["utilization"] == pytest.approx(selfhost / be["api_usd_per_request"])
+    from tokencost.prices import api_price_from_name
+
+    api = api_price_from_name("together-llama-3.1-8b-turbo")
+    assert be["api_usd_per_request"] == pytest.approx((8 * api.usd_per_mtok_input + 4 * api.usd_per_mtok_output) / 1e6)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--utilization", "1.5"], "utilization"),
+    (["run", "--blend", "3"], "blend"),
+    (["run", "--api-price", "no-such-api"], "no-such-api"),
+    (["run", "--price-owned"], "price-owned"),
+    (["run", "--tco-param", "pue=1.2"], "tco-param"),
+])
+def test_bad_cost_model_options(capsys, argv, needle):
+    assert needle in _error(capsys, argv)

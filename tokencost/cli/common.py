@@ -75,7 +75,40 @@ def add_price_args(parser: argparse.ArgumentParser) -> None:
                    help="$ per instance-hour; needs --gpus-per-instance")
     g.add_argument("--gpus-per-instance", type=positive_int, metavar="N", help="GPUs in the priced instance")
     g.add_argument("--price-from", metavar="NAME", help="a named row of `tokencost prices`")
+    g.add_argument("--price-owned", action="store_true",
+                   help="owned-hardware $/GPU-hour of the detected GPU from the TCO model (see `tokencost prices --tco`)")
+    g.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
+                   help="with --price-owned: override a TCO parameter (capex_usd, depreciation_years, interest_rate, "
+                        "power_kw, pue, electricity_usd_per_kwh, colocation_usd_per_kw_month, utilization)")
     g.add_argument("--catalog", metavar="PATH", help="a CSV adding or overriding catalog rows")
+
+
+def add_cost_model_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the cost models applied to a measured run (tokencost.cost, tokencost.breakeven)."""
+    g = parser.add_argument_group("cost models")
+    g.add_argument("--blend", default="3:1", metavar="IN:OUT",
+                   help="input:output token weights of the blended $/Mtok (default 3:1)")
+    g.add_argument("--utilization", type=positive_float, default=1.0, metavar="F",
+                   help="share of paid time the hardware is busy, in (0, 1] (default 1)")
+    g.add_argument("--billing", default="second", choices=("second", "minute", "hour"),
+                   help="billing granularity for the effective $/Mtok (default second)")
+    g.add_argument("--spin-up-s", type=float, default=0.0, metavar="S", help="paid seconds before the first token")
+    g.add_argument("--job-mtok", type=positive_float, default=1.0, metavar="X",
+                   help="million output tokens in the billed job, for the effective $/Mtok (default 1)")
+    g.add_argument("--api-price", metavar="NAME",
+                   help="an API price row (`tokencost prices --tier api`): break-even utilization against it")
+
+
+def parse_blend(text: str) -> tuple[float, float]:
+    """``"3:1"`` → ``(3.0, 1.0)``; both weights positive."""
+    parts = text.split(":")
+    try:
+        weights = tuple(float(p) for p in parts)
+    except ValueError:
+        weights = ()
+    if len(weights) != 2 or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"--blend expects two positive weights IN:OUT such as 3:1, got {text!r}")
+    return weights
 
 
 def write_json(path: str | None, payload: object) -> None:

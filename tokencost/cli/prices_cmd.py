@@ -33,20 +33,14 @@ def _tco(args: argparse.Namespace):
     Raises:
         CostError: unknown GPU or parameter, a value that is not a number, a missing default.
     """
+    from tokencost.cli.pricing import owned_tco
     from tokencost.errors import CostError
-    from tokencost.tco import default_tco_params, owned_usd_per_gpu_hour
 
     if args.tco is None:
         if args.tco_param:
             raise CostError("--tco-param needs --tco GPU")
         return None
-    overrides = {}
-    for name, text in args.tco_param:
-        try:
-            overrides[name] = float(text)
-        except ValueError:
-            raise CostError(f"--tco-param {name}: expected a number, got {text!r}") from None
-    return owned_usd_per_gpu_hour(default_tco_params(args.tco, **overrides))
+    return owned_tco(args.tco, args.tco_param)
 
 
 def _tco_table(result):

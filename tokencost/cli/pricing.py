@@ -9,6 +9,7 @@ record then carries ``usd_per_hour: null`` and says why, rather than a guessed f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from tokencost.catalog import use_catalogs
 from tokencost.cost import request_cost, usd_per_gpu_hour_from_instance, usd_per_mtok
@@ -47,6 +48,10 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
         return {"usd_per_hour": per_gpu, "price_source": f"--price-per-instance-hour {args.price_per_instance_hour} "
                 f"÷ {args.gpus_per_instance} GPUs (user)"}
     name, threads = _device_identity(device_type, device)
+    if getattr(args, "price_owned", False):
+        return _owned_price(name, args.tco_param)
+    if getattr(args, "tco_param", None):
+        raise CostError("--tco-param needs --price-owned")
     if args.price_from:
         quote = price_from_name(args.price_from, cpu_threads=threads)
     else:
@@ -57,11 +62,101 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     return {"usd_per_hour": quote.usd_per_gpu_hour, "price_source": _describe(quote)}
 
 
+def owned_tco(gpu: str, params: list[tuple[str, str]]):
+    """The owned-hardware TCO of catalog GPU ``gpu`` with NAME=VALUE overrides (``tokencost.tco``).
+
+    Raises:
+        CostError: unknown GPU or parameter, a value that is not a number, a missing default.
+    """
+    from tokencost.tco import default_tco_params, owned_usd_per_gpu_hour
+
+    overrides = {}
+    for name, text in params:
+        try:
+            overrides[name] = float(text)
+        except ValueError:
+            raise CostError(f"--tco-param {name}: expected a number, got {text!r}") from None
+    return owned_usd_per_gpu_hour(default_tco_params(gpu, **overrides))
+
+
+def _owned_price(device_name: str | None, params: list[tuple[str, str]]) -> dict:
+    from tokencost.hardware import lookup_gpu
+
+    spec = lookup_gpu(device_name or "")
+    if spec is None:
+        raise CostError(f"--price-owned needs a GPU in the catalog; this device is {device_name or 'a CPU'}")
+    tco = owned_tco(spec.name, params)
+    return {"usd_per_hour": tco.usd_per_utilized_gpu_hour,
+            "price_source": f"owned {spec.name}: TCO model per utilised GPU-hour (tokencost prices --tco {spec.name})",
+            "tco": {k: v for k, v in dataclasses.asdict(tco).items() if k != "params"} | {"params": dataclasses.asdict(tco.params)}}
+
+
 def _describe(quote) -> str:
     what = f"{quote.name}: {quote.provider} {quote.tier}"
     if quote.cpu_threads:
         what += f", ${quote.usd_per_vcpu_hour:.4g}/vCPU-h × {quote.cpu_threads} threads"
     return f"{what} ({quote.source}, {quote.date})"
+
+
+@dataclasses.dataclass(frozen=True)
+class CostOptions:
+    """The cost-model options of a run, checked before anything is measured."""
+
+    blend: tuple[float, float]
+    utilization: float
+    billing: str
+    spin_up_s: float
+    job_output_tokens: float
+    api: object | None  # tokencost.prices.ApiPrice
+
+
+def cost_options(args: argparse.Namespace) -> CostOptions:
+    """Validate ``--blend``, ``--utilization``, ``--spin-up-s``, ``--api-price`` up front.
+
+    Raises:
+        CostError / ValueError: a value out of range or an unknown API price name.
+    """
+    from tokencost.cli.common import parse_blend
+    from tokencost.prices import api_price_from_name
+
+    if not 0 < args.utilization <= 1:
+        raise CostError(f"--utilization must be in (0, 1], got {args.utilization}")
+    if not args.spin_up_s >= 0:
+        raise CostError(f"--spin-up-s must be >= 0, got {args.spin_up_s}")
+    if getattr(args, "catalog", None):
+        use_catalogs(args.catalog)
+    api = api_price_from_name(args.api_price) if args.api_price else None
+    return CostOptions(parse_blend(args.blend), args.utilization, args.billing, args.spin_up_s,
+                       args.job_mtok * 1e6, api)
+
+
+def add_cost_model_fields(record: dict, opts: CostOptions) -> dict:
+    """Cost models on a priced run record, in place: the blended request cost at ``--blend``, the
+    effective $/Mtok at ``--utilization``/``--billing``/``--spin-up-s`` for a ``--job-mtok`` job
+    (``tokencost.cost.effective_cost``), and break-even against ``--api-price``
+    (``tokencost.breakeven``). Without a price they are null."""
+    from tokencost.breakeven import breakeven_utilization
+    from tokencost.cost import effective_cost
+
+    hourly = record.get("usd_per_hour")
+    record["blend_input_output"] = list(opts.blend)
+    record.update(effective=None, breakeven=None)
+    if not hourly:
+        return record
+    b = record["batch_size"]
+    req = request_cost(hourly, prefill_s=record["ttft_s"] / b, decode_step_s=record["tpot_s"], batch_size=b,
+                       input_len=record["prompt_len"], output_len=record["gen_len"], blend=opts.blend)
+    record["request_usd_per_mtok_blended"] = req.usd_per_mtok_blended
+    eff = effective_cost(hourly, record["output_tok_per_s"], opts.job_output_tokens, utilization=opts.utilization,
+                         spinup_s=opts.spin_up_s, billing=opts.billing)
+    record["effective"] = {"utilization": opts.utilization, "billing": opts.billing, "spin_up_s": opts.spin_up_s,
+                           "job_output_tokens": eff.tokens, "usd_per_mtok_output_peak": eff.usd_per_mtok_peak,
+                           "usd_per_mtok_output_effective": eff.usd_per_mtok_effective,
+                           "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
+    if opts.api is not None:
+        be = breakeven_utilization(hourly, record["output_tok_per_s"], record["prompt_len"], record["gen_len"], opts.api)
+        record["breakeven"] = dataclasses.asdict(be)
+    return record
 
 
 def add_cost_fields(record: dict, price: dict) -> dict:

@@ -42,9 +42,28 @@ def print_run_table(r: dict) -> None:
         ("$/Mtok output", _fmt(r.get("usd_per_mtok_output"), "", 4)),
         ("$/Mtok input", _fmt(r.get("usd_per_mtok_input"), "", 4)),
     ]
+    rows += _cost_model_rows(r)
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
+
+
+def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    if r.get("request_usd_per_mtok_blended") is not None:
+        w_in, w_out = r["blend_input_output"]
+        rows.append((f"$/Mtok per request, blended {w_in:g}:{w_out:g}", _fmt(r["request_usd_per_mtok_blended"], "", 4)))
+    eff = r.get("effective")
+    if eff:
+        rows.append((f"effective $/Mtok out (utilization {eff['utilization']:g}, per-{eff['billing']} billing)",
+                     f"{eff['usd_per_mtok_output_effective']:.4g} ({eff['overhead_ratio']:.3g}× peak)"))
+    be = r.get("breakeven")
+    if be:
+        verdict = "breaks even" if be["breaks_even"] else "never breaks even"
+        rows.append((f"break-even utilization vs {be['api_name']}", f"{be['utilization']:.1%} ({verdict})"))
+    if r.get("usd_per_mtok_electricity") is not None:
+        rows.append(("electricity $/Mtok out", _fmt(r["usd_per_mtok_electricity"], "", 4)))
+    return rows
 
 
 def print_sweep_table(summary: dict) -> None:

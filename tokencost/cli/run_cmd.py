@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokencost.cli.common import (add_price_args, non_negative_int, positive_int, print_json_line,
+from tokencost.cli.common import (add_cost_model_args, add_price_args, non_negative_int, positive_int, print_json_line,
                                   write_json)
 from tokencost.cli.plugins import add_plugin_arg, load_plugins
 
@@ -41,6 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also give the metrics under another tool's definitions (vllm, trtllm-bench, genai-perf, "
                         "guidellm, llmperf, inferencex, sglang, nanochat, gpt-fast; repeatable, or 'all')")
     add_price_args(p)
+    add_cost_model_args(p)
     p.add_argument("--json", metavar="PATH", help="also write the result record to PATH")
     return p
 
@@ -96,9 +97,13 @@ def run(args: argparse.Namespace) -> int:
     from tokencost.cli.measure_hook import measure_and_price
     from tokencost.cli.render import print_run_table
 
+    from tokencost.cli.pricing import add_cost_model_fields, cost_options
+
     spec = spec_from_args(args)
     tools = compat_tools(args.compat)
+    opts = cost_options(args)
     record = measure_and_price(spec, args)
+    add_cost_model_fields(record, opts)
     if tools:
         from profiler.metrics_compat import emit_compat
 
