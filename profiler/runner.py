@@ -128,11 +128,23 @@ class ModelPool:
         self._key, self._model = self._key_of(spec, device, dtype), model
 
 
-def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_bytes_per_s: float) -> dict:
-    """Bytes per decode step at the run's median context, the bandwidth bound and MBU, with warnings."""
+def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_bytes_per_s: float,
+                    peak_flop_per_s: float | None = None) -> dict:
+    """Bytes and FLOPs of a decode step at the run's median context, the roofline bound, MBU and MFU.
+
+    The bound step time is max(bytes ÷ bandwidth, batch × FLOPs per token ÷ peak FLOP/s) (metrics.md
+    §3.1–3.2); without a known compute peak (CPU, fp32, unknown GPU) only the bandwidth side is used
+    and ``mfu`` is None. Warnings flag MBU above 100% (the byte model or bandwidth is wrong, or a small
+    model is served from cache) and below 20%.
+    """
     elem = torch.tensor([], dtype=dtype).element_size()
     context = decode_context_len(spec)
     nbytes = roofline.decode_bytes_per_step(spec.cfg, spec.batch_size, context, elem, elem)
+    flops_per_token = roofline.decode_flops_per_token(spec.cfg, context)
+    bound_s = {"bandwidth": nbytes / bandwidth_bytes_per_s}
+    if peak_flop_per_s:
+        bound_s["compute"] = spec.batch_size * flops_per_token / peak_flop_per_s
+    limit = max(bound_s, key=bound_s.get)
     mbu = roofline.mbu(nbytes, tpot_s, bandwidth_bytes_per_s)
     warnings = []
     if mbu > MBU_HIGH:
@@ -144,10 +156,12 @@ def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_
     return {
         "context_len": context,
         "bytes_per_step": nbytes,
-        "roofline_output_tok_per_s": roofline.roofline_decode_tok_per_s(nbytes, spec.batch_size,
-                                                                        bandwidth_bytes_per_s),
+        "decode_flops_per_token": flops_per_token,
+        "roofline_output_tok_per_s": spec.batch_size / bound_s[limit],
+        "roofline_bound": limit,
         "mbu": mbu,
-        "decode_flops_per_token": roofline.decode_flops_per_token(spec.cfg, context),
+        "mfu": (roofline.mfu(spec.batch_size * flops_per_token / tpot_s, peak_flop_per_s)
+                if peak_flop_per_s else None),
         "warnings": warnings,
     }
 
@@ -178,6 +192,7 @@ def energy_fields(m, batch_size: int) -> dict:
 
 
 def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: str,
+              peak_flop_per_s: float | None = None, peak_flop_source: str | None = None,
               progress: ProgressFn | None = None, env: dict | None = None, reuse: ModelPool | None = None) -> dict:
     """Measure one point and return its result record (no price fields).
 
@@ -210,7 +225,8 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
         "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "bandwidth_source": bandwidth_source,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s))
+    record["peak_flop_per_s"], record["peak_flop_source"] = peak_flop_per_s, peak_flop_source or "not given"
+    record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
     record["warnings"] = record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
     record["env"] = env

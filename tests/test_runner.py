@@ -44,3 +44,19 @@ def test_device_dtype_and_positions():
     check_positions(RunSpec(cfg=CFG, prompt_len=200, gen_len=56))  # exactly max_position_embeddings
     with pytest.raises(ProfilerError, match="max_position_embeddings"):
         check_positions(RunSpec(cfg=CFG, prompt_len=200, gen_len=57))
+
+
+def test_compute_bound_takes_over_when_flops_dominate():
+    spec = RunSpec(cfg=CFG, batch_size=64, prompt_len=10, gen_len=6)
+    mem_only = roofline_fields(spec, torch.float32, tpot_s=1e-3, bandwidth_bytes_per_s=1e12)
+    assert mem_only["roofline_bound"] == "bandwidth" and mem_only["mfu"] is None
+    # A tiny compute peak makes FLOPs the limit: bound = batch ÷ (batch × FLOPs per token ÷ peak).
+    slow_alu = roofline_fields(spec, torch.float32, tpot_s=1e-3, bandwidth_bytes_per_s=1e12, peak_flop_per_s=1e9)
+    assert slow_alu["roofline_bound"] == "compute"
+    assert slow_alu["roofline_output_tok_per_s"] == pytest.approx(1e9 / slow_alu["decode_flops_per_token"])
+    assert slow_alu["roofline_output_tok_per_s"] < mem_only["roofline_output_tok_per_s"]
+    # MFU = achieved model FLOP/s ÷ peak (PaLM appendix B).
+    assert slow_alu["mfu"] == pytest.approx(64 * slow_alu["decode_flops_per_token"] / 1e-3 / 1e9)
+    huge_alu = roofline_fields(spec, torch.float32, tpot_s=1e-3, bandwidth_bytes_per_s=1e12, peak_flop_per_s=1e18)
+    assert huge_alu["roofline_bound"] == "bandwidth"
+    assert huge_alu["roofline_output_tok_per_s"] == pytest.approx(mem_only["roofline_output_tok_per_s"])

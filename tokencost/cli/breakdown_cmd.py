@@ -105,9 +105,12 @@ def _summary(spec, bd, meta: dict, env: dict, price: dict) -> dict:
 def _roofline_inputs(spec, meta: dict, context: int, device) -> dict:
     """Bytes per row, the device bandwidth, and each row's bandwidth-bound time."""
     from profiler.breakdown import row_bytes_per_step
-    from tokencost.cli.measure_hook import device_bandwidth
+    import torch
 
-    bandwidth, source = device_bandwidth(device)
+    from tokencost.cli.measure_hook import device_peaks
+
+    peaks = device_peaks(device, getattr(torch, meta["dtype"]))
+    bandwidth, source = peaks.bandwidth_bytes_per_s, peaks.bandwidth_source
     nbytes = row_bytes_per_step(spec.cfg, spec.batch_size, context, meta["elem_bytes"])
     return {"bandwidth_bytes_per_s": bandwidth, "bandwidth_source": source, "row_bytes_per_step": nbytes,
             "row_bound_s": {row: b / bandwidth for row, b in nbytes.items()}}

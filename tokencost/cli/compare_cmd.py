@@ -90,19 +90,19 @@ def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
 
 
 def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
-    from profiler.runner import resolve_device
-    from tokencost.cli.measure_hook import device_bandwidth, measure_spec, progress_display
+    from profiler.runner import resolve_device, resolve_dtype
+    from tokencost.cli.measure_hook import device_peaks, measure_spec, progress_display
     from tokencost.cli.pricing import resolve_price
 
     device = resolve_device(specs[0].device)
     price = resolve_price(args, device_type=device.type, device=device)
-    bandwidth = device_bandwidth(device)
+    peaks = device_peaks(device, resolve_dtype(specs[0].dtype, device))
     records = []
     for spec in specs:
         print(f"measuring {spec.cfg.name} on {device} with backend {spec.backend} (batch {spec.batch_size}, "
               f"prompt {spec.prompt_len}, gen {spec.gen_len})", file=sys.stderr)
         with progress_display(f"{spec.cfg.name} [{spec.backend}]") as update:
-            records.append(measure_spec(spec, price, bandwidth, progress=update))
+            records.append(measure_spec(spec, price, peaks, progress=update))
     return records
 
 

@@ -20,7 +20,6 @@ from tokencost.cli.common import int_list, non_negative_int, positive_int, print
 from tokencost.cli.plugins import add_plugin_arg, load_plugins
 
 DEFAULT_BACKENDS = ("torch", "triton")
-_BF16_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -74,32 +73,11 @@ def _plan(args: argparse.Namespace):
 
 
 def reference_peaks(device, dtype):
-    """Datasheet ceilings of a catalogued GPU; on a CPU the measured read bandwidth. A compute peak the
-    catalog does not give (CPU, fp32, an unknown GPU) is None with the reason."""
-    import torch
+    """Datasheet ceilings of a catalogued GPU, the measured read bandwidth elsewhere
+    (:func:`tokencost.cli.measure_hook.device_peaks`)."""
+    from tokencost.cli.measure_hook import device_peaks
 
-    from profiler.bandwidth import measure_read_bandwidth
-    from profiler.kernel_bench import Peaks
-    from tokencost.hardware import lookup_gpu
-
-    name = str(dtype).removeprefix("torch.")
-    if device.type != "cuda":
-        bw = measure_read_bandwidth(device)
-        return Peaks(None, "unknown: no datasheet compute peak for a CPU; --calibrate measures a matmul rate",
-                     bw.bytes_per_s, f"measured: {bw.method}")
-    gpu_name = torch.cuda.get_device_name(device)
-    spec = lookup_gpu(gpu_name)
-    if spec is None:
-        bw = measure_read_bandwidth(device)
-        return Peaks(None, f"unknown: GPU {gpu_name!r} is not in the catalog",
-                     bw.bytes_per_s, f"measured (GPU not in the catalog): {bw.method}")
-    where = f"datasheet: {spec.name} ({spec.source}, {spec.date})"
-    if name not in _BF16_PRECISIONS:
-        flop, flop_source = None, f"unknown: the catalog lists dense bf16/fp16 tensor peaks only, not {name}"
-    else:
-        flop, column = spec.peak_flops_per_s(_BF16_PRECISIONS[name])
-        flop_source = f"{where}, {column}"
-    return Peaks(flop, flop_source, spec.bandwidth_bytes_per_s, where)
+    return device_peaks(device, dtype)
 
 
 def measured_peaks(device, dtype):

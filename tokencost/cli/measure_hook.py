@@ -13,23 +13,39 @@ import sys
 from tokencost.cli.pricing import add_cost_fields, resolve_price
 
 
-def device_bandwidth(device) -> tuple[float, str]:
-    """Peak bandwidth for the roofline: the catalog's datasheet figure for a known GPU, else a short
-    measurement (CPU, or a GPU missing from the catalog — reported as such, never guessed)."""
+_TENSOR_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
+
+
+def device_peaks(device, dtype):
+    """Roofline ceilings of ``device`` for ``dtype`` as :class:`profiler.kernel_bench.Peaks`.
+
+    Bandwidth: the catalog's datasheet figure for a known GPU, else a short measurement (CPU, or a GPU
+    missing from the catalog, reported as such, never guessed). Compute: the catalog's dense bf16/fp16
+    tensor peak for a known GPU at those dtypes; None with the reason elsewhere (CPU, fp32, unknown GPU).
+    """
+    import torch
+
     from profiler.bandwidth import measure_read_bandwidth
+    from profiler.kernel_bench import Peaks
     from tokencost.hardware import lookup_gpu
 
-    if device.type == "cuda":
-        import torch
-
-        name = torch.cuda.get_device_name(device)
-        spec = lookup_gpu(name)
-        if spec is not None:
-            return spec.bandwidth_bytes_per_s, f"datasheet: {spec.name} ({spec.source}, {spec.date})"
-        m = measure_read_bandwidth(device)
-        return m.bytes_per_s, f"measured, GPU {name!r} is not in the catalog: {m.method}"
-    m = measure_read_bandwidth(device)
-    return m.bytes_per_s, f"measured: {m.method}"
+    name = str(dtype).removeprefix("torch.")
+    if device.type != "cuda":
+        bw = measure_read_bandwidth(device)
+        return Peaks(None, "unknown: no datasheet compute peak for a CPU; `tokencost kernels --calibrate` "
+                     "measures a matmul rate", bw.bytes_per_s, f"measured: {bw.method}")
+    gpu_name = torch.cuda.get_device_name(device)
+    spec = lookup_gpu(gpu_name)
+    if spec is None:
+        bw = measure_read_bandwidth(device)
+        return Peaks(None, f"unknown: GPU {gpu_name!r} is not in the catalog",
+                     bw.bytes_per_s, f"measured, GPU {gpu_name!r} is not in the catalog: {bw.method}")
+    where = f"datasheet: {spec.name} ({spec.source}, {spec.date})"
+    if name not in _TENSOR_PRECISIONS:
+        return Peaks(None, f"unknown: the catalog lists dense bf16/fp16 tensor peaks only, not {name}",
+                     spec.bandwidth_bytes_per_s, where)
+    flop, column = spec.peak_flops_per_s(_TENSOR_PRECISIONS[name])
+    return Peaks(flop, f"{where}, {column}", spec.bandwidth_bytes_per_s, where)
 
 
 @contextlib.contextmanager
@@ -52,13 +68,15 @@ def progress_display(label: str):
 _POOL = None
 
 
-def measure_spec(spec, price: dict, bandwidth: tuple[float, str], progress=None) -> dict:
-    """Measure ``spec`` and add the cost fields; weights are reused between calls with the same model."""
+def measure_spec(spec, price: dict, peaks, progress=None) -> dict:
+    """Measure ``spec`` and add the cost fields; ``peaks`` from :func:`device_peaks`. Weights are reused
+    between calls with the same model."""
     from profiler.runner import ModelPool, run_point
 
     global _POOL
     _POOL = _POOL or ModelPool()
-    record = run_point(spec, bandwidth_bytes_per_s=bandwidth[0], bandwidth_source=bandwidth[1],
+    record = run_point(spec, bandwidth_bytes_per_s=peaks.bandwidth_bytes_per_s, bandwidth_source=peaks.bandwidth_source,
+                       peak_flop_per_s=peaks.flop_per_s, peak_flop_source=peaks.flop_source,
                        progress=progress, reuse=_POOL)
     add_cost_fields(record, price)
     return record
@@ -72,14 +90,14 @@ def measure_and_price(spec, args: argparse.Namespace) -> dict:
     spec.settings().validate()
     check_positions(spec)
     device = resolve_device(spec.device)
-    resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
+    dtype = resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
     resolve(spec.backend, dict(spec.op_overrides))
     price = resolve_price(args, device_type=device.type, device=device)
-    bandwidth = device_bandwidth(device)
+    peaks = device_peaks(device, dtype)
     print(f"measuring {spec.cfg.name} on {device} (batch {spec.batch_size}, prompt {spec.prompt_len}, "
           f"gen {spec.gen_len}, backend {spec.backend})", file=sys.stderr)
     with progress_display(spec.cfg.name) as update:
-        record = measure_spec(spec, price, bandwidth, progress=update)
+        record = measure_spec(spec, price, peaks, progress=update)
     for warning in record.get("warnings", []):
         print(f"tokencost: warning: {warning}", file=sys.stderr)
     return record
@@ -129,9 +147,11 @@ def measure_claim(claim) -> dict:
 
     local = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     spec = claim_run_spec(claim, local)
-    bandwidth, source = device_bandwidth(torch.device("cuda"))
+    peaks = device_peaks(torch.device("cuda"), getattr(torch, spec.dtype))
     with progress_display(f"claim {claim.claim_id}") as update:
-        record = run_point(spec, bandwidth_bytes_per_s=bandwidth, bandwidth_source=source, progress=update)
+        record = run_point(spec, bandwidth_bytes_per_s=peaks.bandwidth_bytes_per_s,
+                           bandwidth_source=peaks.bandwidth_source, peak_flop_per_s=peaks.flop_per_s,
+                           peak_flop_source=peaks.flop_source, progress=update)
     keys = ("device_name", "dtype", "batch_size", "prompt_len", "gen_len", "ttft_s", "tpot_s", "output_tok_per_s",
-            "prefill_tok_per_s", "mbu", "roofline_output_tok_per_s")
+            "prefill_tok_per_s", "mbu", "mfu", "roofline_output_tok_per_s", "roofline_bound")
     return {k: record[k] for k in keys}

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.results import read_records
     from profiler.runner import resolve_device, resolve_dtype
     from profiler.sweep import memory_check_for, plan_points, run_sweep
-    from tokencost.cli.measure_hook import device_bandwidth, measure_spec
+    from tokencost.cli.measure_hook import device_peaks, measure_spec
     from tokencost.cli.pricing import resolve_price
     from tokencost.cli.render import print_sweep_table
     from tokencost.sweep_summary import summarize_sweep
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(base.device)
     dtype = resolve_dtype(base.dtype, device)
     price = resolve_price(args, device_type=device.type, device=device)
-    bandwidth = device_bandwidth(device)
+    peaks = device_peaks(device, dtype)
     elem = torch.tensor([], dtype=dtype).element_size()
 
     def measure(spec) -> dict:
-        return measure_spec(spec, price, bandwidth)
+        return measure_spec(spec, price, peaks)
 
     with _Display(len(points)) as display:
         run_sweep(points, args.out, measure, resume=args.resume, memory_check=memory_check_for(device.type, elem),
