@@ -16,6 +16,7 @@ from profiler.errors import ProfilerError
 from profiler.measure import DecodeSettings, measure_decode
 from profiler.model import build_model
 from profiler.results import load_results
+from tests.cli_helpers import cli_error
 from tests.tiny import TINY_LLAMA, write_config
 from tokencost import whatif
 from tokencost.cli import main
@@ -317,6 +318,17 @@ def test_whatif_prediction_matches_a_real_ab(one_thread):
     TPOTs (see _unpreempted_tpot); only when hardly any step runs unpreempted (the machine is
     saturated, judged by thread CPU time alone, never by the ratios) is the test skipped.
     """
+    failures = []
+    for _ in range(2):
+        failure = _ab_attempt()
+        if failure is None:
+            return
+        failures.append(failure)
+    pytest.fail(" | ".join(failures))
+
+
+def _ab_attempt() -> str | None:
+    """One complete A/B with both predictions; None when they agree, else what disagreed."""
     model = build_model(config_from_dict(AB_CONFIG, name="ab"), max_batch_size=AB_BATCH,
                         max_seq_len=AB_CONTEXT + 16)
     normal, slow = resolve("torch"), resolve("torch", {"attention_decode": SLOW_BACKEND})
@@ -334,9 +346,11 @@ def test_whatif_prediction_matches_a_real_ab(one_thread):
         predictions[factor] = (wi.new_step_s / wi.old_step_s) ** (1 if factor > 1 else -1)
     detail = (f"measured ratios {[round(r, 3) for r in ratios]}, tolerance {tolerance:.2f}, predicted from "
               f"the slowed run {predictions[SLOW_K]:.3f}, from the normal run {predictions[1 / SLOW_K]:.3f}")
-    assert abs(1.0 / measured - 1.0) > tolerance, f"A/B effect not resolvable on this machine: {detail}"
-    for predicted in predictions.values():
-        assert abs(predicted / measured - 1.0) <= tolerance, detail
+    if abs(1.0 / measured - 1.0) <= tolerance:
+        return f"A/B effect not resolvable on this machine: {detail}"
+    if any(abs(predicted / measured - 1.0) > tolerance for predicted in predictions.values()):
+        return f"prediction disagrees with the measured A/B: {detail}"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,15 +405,6 @@ def test_cli_breakdown_without_whatif(tmp_path, capsys, one_thread):
     assert sum(s["class_shares"].values()) == pytest.approx(1.0)
 
 
-def _error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:"), err
-    return err
-
-
 @pytest.mark.parametrize("extra, needle", [
     (["--speedup", "softmax=2"], "softmax"), (["--speedup", "attention=0"], "attention"),
     (["--speedup", "attention=-1"], "attention"), (["--speedup", "attention=nan"], "attention"),
@@ -411,4 +416,4 @@ def _error(capsys, argv) -> str:
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):
     cfg = write_config(tmp_path)
-    assert needle in _error(capsys, ["breakdown", "--config", str(cfg), "--context", "16", *extra])
+    assert needle in cli_error(capsys, ["breakdown", "--config", str(cfg), "--context", "16", *extra])

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.cli_helpers import cli_error
 from tests.tiny import write_config
 from tokencost.cli import main
 
@@ -49,15 +50,6 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     assert vllm["output_throughput_tok_per_s"] == pytest.approx(10 / duration)
 
 
-def _error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:"), err
-    return err
-
-
 @pytest.mark.parametrize("argv, needle", [
     (["run", "--model", "no-such-model"], "no-such-model"),
     (["run", "--config", "/nonexistent/config.json"], "/nonexistent/config.json"),
@@ -74,13 +66,13 @@ def _error(capsys, argv) -> str:
     (["run", "--compat", "no-such-tool"], "no-such-tool"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
-    assert needle in _error(capsys, argv)
+    assert needle in cli_error(capsys, argv)
 
 
 def test_unreadable_config_file(tmp_path, capsys):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
-    assert str(bad) in _error(capsys, ["run", "--config", str(bad)])
+    assert str(bad) in cli_error(capsys, ["run", "--config", str(bad)])
 
 
 def test_cost_model_options_on_a_run(tmp_path, capsys):
@@ -116,4 +108,4 @@ def test_cost_model_options_on_a_run(tmp_path, capsys):
     (["run", "--tco-param", "pue=1.2"], "tco-param"),
 ])
 def test_bad_cost_model_options(capsys, argv, needle):
-    assert needle in _error(capsys, argv)
+    assert needle in cli_error(capsys, argv)

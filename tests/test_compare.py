@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tests.cli_helpers import cli_error
 from tests.tiny import write_config
 from tokencost.cli import main
 from tokencost.cli.compare_cmd import METRICS, differences
@@ -45,17 +46,6 @@ def test_compare_torch_vs_triton_end_to_end(tmp_path, capsys):
     assert ratio == pytest.approx(tri["output_tok_per_s"] / base["output_tok_per_s"])
 
 
-def _error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:"), err
-    assert "measuring" not in captured.err  # failed before anything was measured
-    return err
-
-
 @pytest.mark.parametrize("extra, needle", [
     (["--backend", "torch"], "at least two"),
     ([], "at least two"),
@@ -70,7 +60,7 @@ def _error(capsys, argv) -> str:
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):
     cfg = write_config(tmp_path)
-    assert needle in _error(capsys, ["compare", "--config", str(cfg), *extra])
+    assert needle in cli_error(capsys, ["compare", "--config", str(cfg), *extra])
 
 
 def test_plugin_errors_are_one_line(tmp_path):

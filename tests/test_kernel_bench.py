@@ -14,6 +14,7 @@ from profiler.backends import register
 from profiler.config import config_from_dict
 from profiler.presets import get_preset
 from profiler.results import read_records
+from tests.cli_helpers import cli_error
 from tests.conftest import gpu
 from tests.tiny import TINY_LLAMA, write_config
 from tokencost.cli import main
@@ -294,8 +295,4 @@ def test_kernels_cli_calibrated_with_a_user_variant(tmp_path, capsys):
     (["kernels", "--plugin", "/nonexistent/plugin.py"], "plugin"),
 ])
 def test_kernels_bad_input_is_one_line_exit_2(capsys, argv, needle):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("tokencost: error:") and needle in err, err
+    assert needle in cli_error(capsys, argv)

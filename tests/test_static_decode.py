@@ -16,6 +16,7 @@ from profiler.errors import ProfilerError
 from profiler.measure import DecodeSettings, measure_decode
 from profiler.model import build_model
 from profiler.runner import RunSpec, run_point
+from tests.cli_helpers import cli_error
 from tests.conftest import gpu
 from tests.tiny import TINY_LLAMA, write_config
 from tokencost.cli import main
@@ -162,12 +163,7 @@ def test_run_record_says_whether_cuda_graphs_were_used():
 def test_cli_cuda_graph_on_cpu_is_a_one_line_error(tmp_path, capsys, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
     argv = [*command, "--config", str(write_config(tmp_path)), "--device", "cpu", "--cuda-graph"]
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("tokencost: error:") and "--cuda-graph needs a CUDA GPU" in err
+    assert "--cuda-graph needs a CUDA GPU" in cli_error(capsys, argv)
     assert not (tmp_path / "unused.jsonl").exists()
 
 
