@@ -274,7 +274,7 @@ class Transformer(nn.Module):
         Raises:
             ProfilerError: sizes outside 1..max_position_embeddings / below 1.
         """
-        _check_build_args(self.cfg, max_batch_size, max_seq_len)
+        check_build_args(self.cfg, max_batch_size, max_seq_len)
         shape = (max_batch_size, self.cfg.num_key_value_heads, max_seq_len, self.cfg.head_dim)
         for layer in self.layers:
             layer.attn.k_cache = layer.attn.v_cache = None  # free the old cache before allocating
@@ -397,7 +397,7 @@ def default_max_seq_len(cfg: ModelConfig) -> int:
     return min(cfg.max_position_embeddings, DEFAULT_MAX_SEQ_LEN_CAP)
 
 
-def _check_build_args(cfg: ModelConfig, max_batch_size: int, max_seq_len: int) -> None:
+def check_build_args(cfg: ModelConfig, max_batch_size: int, max_seq_len: int) -> None:
     if cfg.model_type not in DENSE_MODEL_TYPES or cfg.is_moe:
         raise ConfigError(
             f"model_type {cfg.model_type!r} ({cfg.name}) has no decode model: mixture-of-experts "
@@ -437,7 +437,7 @@ def build_model(
     from profiler.weights import init_dummy_weights, load_hf_weights
 
     max_seq_len = default_max_seq_len(cfg) if max_seq_len is None else max_seq_len
-    _check_build_args(cfg, max_batch_size, max_seq_len)
+    check_build_args(cfg, max_batch_size, max_seq_len)
     model = Transformer(
         cfg,
         max_batch_size=max_batch_size,

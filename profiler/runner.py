@@ -90,16 +90,41 @@ def decode_context_len(spec: RunSpec) -> int:
     return spec.prompt_len + spec.gen_len // 2
 
 
+def preflight(spec: RunSpec, device: torch.device, dtype: torch.dtype, weights_resident: bool = False) -> None:
+    """Everything that can be refused before allocating: sizes, positions, a config the decode model
+    cannot build (MoE), and an estimated memory need above what the device has free.
+
+    Raises:
+        ProfilerError (ConfigError, InsufficientMemoryError): with a one-line reason.
+    """
+    from profiler.memory import check_fits
+    from profiler.model import check_build_args
+
+    spec.settings().validate()
+    check_positions(spec)
+    check_build_args(spec.cfg, spec.batch_size, spec.settings().seq_len)
+    elem = torch.tensor([], dtype=dtype).element_size()
+    check_fits(spec.cfg, spec.batch_size, spec.prompt_len, spec.gen_len, elem, device.type,
+               include_weights=not weights_resident)
+
+
 def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype, reuse: "ModelPool | None" = None):
     """The model of ``spec`` with a cache sized exactly for it; from ``reuse`` when it holds the same
-    weights (same config, dtype, device, seed/checkpoint), otherwise built."""
+    weights (same config, dtype, device, seed/checkpoint), otherwise built.
+
+    Raises:
+        ConfigError: a config the decode model cannot build (MoE).
+        InsufficientMemoryError: the estimated memory exceeds what the device has free.
+    """
     from profiler.backends import resolve
     from profiler.model import build_model
 
     ops = resolve(spec.backend, dict(spec.op_overrides))
     seq_len = spec.settings().seq_len
+    pooled = reuse.get(spec, device, dtype) if reuse is not None else None
+    preflight(spec, device, dtype, weights_resident=pooled is not None)
     if reuse is not None:
-        model = reuse.get(spec, device, dtype)
+        model = pooled
         if model is not None:
             model.resize_cache(spec.batch_size, seq_len)
             model.set_ops(ops)

@@ -14,17 +14,13 @@ import datetime as _dt
 import os
 from typing import Callable, Iterable
 
-from profiler import roofline
 from profiler.errors import ProfilerError
+from profiler.memory import InsufficientMemoryError
 from profiler.results import append_result, completed_keys, settings_key
 from profiler.runner import RunSpec
 
 MeasureFn = Callable[[RunSpec], dict]
 PointCallback = Callable[[int, int, dict], None]  # (index, total, record)
-
-# Host memory the estimate must leave free for torch, Python and the OS.
-HOST_HEADROOM_BYTES = 1 * 2**30
-
 
 @dataclasses.dataclass(frozen=True)
 class SweepPoint:
@@ -55,36 +51,6 @@ def plan_points(base: RunSpec, batch_sizes: Iterable[int], context_lens: Iterabl
             for c in context_lens for b in batch_sizes for r in range(repeats)]
 
 
-def estimate_memory_bytes(spec: RunSpec, elem_bytes: int) -> int:
-    """Rough peak memory of a point: weights + KV cache + prefill activations (hidden and MLP
-    intermediates of the whole prompt batch) + float32 logits. An estimate for skipping points that
-    cannot fit, not a measurement."""
-    cfg = spec.cfg
-    weights = roofline.param_count(cfg) * elem_bytes
-    seq = spec.prompt_len + spec.gen_len
-    kv = spec.batch_size * seq * roofline.kv_bytes_per_token(cfg, elem_bytes)
-    tokens = spec.batch_size * spec.prompt_len
-    activations = tokens * (4 * cfg.hidden_size + 3 * cfg.intermediate_size) * elem_bytes
-    logits = spec.batch_size * cfg.vocab_size * 4
-    return int(weights + kv + activations + logits)
-
-
-def available_memory_bytes(device_type: str) -> int | None:
-    """Free memory of the device the sweep runs on (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
-    if device_type == "cuda":
-        import torch
-
-        return torch.cuda.mem_get_info()[0]
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 - HOST_HEADROOM_BYTES
-    except OSError:
-        return None
-    return None
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for torch's device OOM, a host MemoryError, or an allocator 'can't allocate' error."""
     if isinstance(exc, MemoryError):
@@ -101,12 +67,15 @@ def _skip_record(point: SweepPoint, reason: str) -> dict:
 
 
 def measure_point(point: SweepPoint, measure: MeasureFn, memory_check: Callable[[RunSpec], str | None]) -> dict:
-    """Measure one point, or return its skip record when it cannot fit in memory."""
+    """Measure one point, or return its skip record when it cannot fit in memory (the runner's
+    estimate before allocating, or an out-of-memory error while measuring)."""
     reason = memory_check(point.spec)
     if reason is not None:
         return _skip_record(point, reason)
     try:
         record = measure(point.spec)
+    except InsufficientMemoryError as exc:  # the estimate says it cannot fit: nothing was allocated
+        return _skip_record(point, str(exc))
     except Exception as exc:  # noqa: BLE001 - only OOM is turned into a skip; everything else propagates
         if not is_out_of_memory(exc):
             raise
@@ -155,17 +124,3 @@ def run_sweep(points: list[SweepPoint], out_path: str | os.PathLike, measure: Me
         if on_point:
             on_point(i, len(points), record)
     return written
-
-
-def memory_check_for(device_type: str, elem_bytes: int) -> Callable[[RunSpec], str | None]:
-    """A check that skips a point whose estimated memory exceeds what the device has free now."""
-
-    def check(spec: RunSpec) -> str | None:
-        free = available_memory_bytes(device_type)
-        need = estimate_memory_bytes(spec, elem_bytes)
-        if free is not None and need > free:
-            return (f"estimated {need / 2**30:.1f} GiB (weights + KV cache + activations) exceeds the "
-                    f"{free / 2**30:.1f} GiB free on {device_type}")
-        return None
-
-    return check

@@ -11,7 +11,8 @@ from profiler.config import config_from_dict
 from profiler.errors import ProfilerError
 from profiler.results import read_records
 from profiler.runner import RunSpec
-from profiler.sweep import estimate_memory_bytes, is_out_of_memory, plan_points, run_sweep
+from profiler.memory import InsufficientMemoryError, check_fits, estimate_memory_bytes
+from profiler.sweep import is_out_of_memory, plan_points, run_sweep
 from tests.tiny import TINY_LLAMA, write_config
 from tokencost.sweep_summary import summarize_sweep
 
@@ -99,9 +100,30 @@ def test_other_errors_are_not_mistaken_for_oom():
 
 
 def test_memory_estimate_grows_with_batch_and_context():
-    small = estimate_memory_bytes(RunSpec(cfg=CFG, batch_size=1, prompt_len=16), 4)
-    assert small < estimate_memory_bytes(RunSpec(cfg=CFG, batch_size=8, prompt_len=16), 4)
-    assert small < estimate_memory_bytes(RunSpec(cfg=CFG, batch_size=1, prompt_len=200), 4)
+    small = estimate_memory_bytes(CFG, 1, 16, 4, 4)
+    assert small < estimate_memory_bytes(CFG, 8, 16, 4, 4)
+    assert small < estimate_memory_bytes(CFG, 1, 200, 4, 4)
+    assert estimate_memory_bytes(CFG, 1, 16, 4, 4, include_weights=False) < small
+
+
+def test_a_point_that_cannot_fit_is_an_error_before_allocating():
+    from profiler.presets import get_preset
+
+    with pytest.raises(InsufficientMemoryError, match="GiB free"):
+        check_fits(get_preset("llama-3.1-70b"), 1, 32, 8, 4, "cpu")  # 282 GB of float32 weights
+    check_fits(CFG, 1, 16, 4, 4, "cpu")
+
+
+def test_insufficient_memory_from_the_runner_is_a_skipped_point(tmp_path):
+    out = tmp_path / "r.jsonl"
+
+    def measure(spec):
+        if spec.batch_size == 4:
+            raise InsufficientMemoryError("needs about 99 GiB but cpu has 1 GiB free")
+        return _fake_record(spec)
+
+    run_sweep(_points(), out, measure)
+    assert [r["status"] for r in read_records(out)] == ["ok", "skipped", "ok", "skipped"]
 
 
 def test_summary_frontier_and_confidence_interval(tmp_path):

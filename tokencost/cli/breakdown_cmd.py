@@ -66,10 +66,15 @@ def _fail_fast(args: argparse.Namespace):
 
 
 def _measure(spec, context: int, device) -> tuple:
+    import dataclasses
+
     from profiler.breakdown import breakdown_point
     from profiler.env import collect_env
+    from profiler.runner import preflight, resolve_dtype
     from tokencost.cli.measure_hook import progress_display
 
+    # Refuse a point that cannot fit before printing anything (the breakdown's cache holds `context`).
+    preflight(dataclasses.replace(spec, prompt_len=context - 1, gen_len=2), device, resolve_dtype(spec.dtype, device))
     env = collect_env(device)
     print(f"profiling {spec.cfg.name} on {device} (batch {spec.batch_size}, context {context}, "
           f"{spec.gen_len} steps, backend {spec.backend})", file=sys.stderr)

@@ -90,13 +90,15 @@ def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
 
 
 def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
-    from profiler.runner import resolve_device, resolve_dtype
+    from profiler.runner import preflight, resolve_device, resolve_dtype
     from tokencost.cli.measure_hook import device_peaks, measure_spec, progress_display
     from tokencost.cli.pricing import resolve_price
 
     device = resolve_device(specs[0].device)
     price = resolve_price(args, device_type=device.type, device=device)
-    peaks = device_peaks(device, resolve_dtype(specs[0].dtype, device))
+    dtype = resolve_dtype(specs[0].dtype, device)
+    preflight(specs[0], device, dtype)  # a point that cannot fit fails before anything is measured
+    peaks = device_peaks(device, dtype)
     records = []
     for spec in specs:
         print(f"measuring {spec.cfg.name} on {device} with backend {spec.backend} (batch {spec.batch_size}, "

@@ -85,13 +85,12 @@ def measure_spec(spec, price: dict, peaks, progress=None) -> dict:
 def measure_and_price(spec, args: argparse.Namespace) -> dict:
     """Measure ``spec`` (a RunSpec) on its device and return the priced result record."""
     from profiler.backends import resolve
-    from profiler.runner import check_positions, resolve_device, resolve_dtype
+    from profiler.runner import preflight, resolve_device, resolve_dtype
 
-    spec.settings().validate()
-    check_positions(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
     resolve(spec.backend, dict(spec.op_overrides))
+    preflight(spec, device, dtype)
     price = resolve_price(args, device_type=device.type, device=device)
     peaks = device_peaks(device, dtype)
     print(f"measuring {spec.cfg.name} on {device} (batch {spec.batch_size}, prompt {spec.prompt_len}, "

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from profiler.results import read_records
     from profiler.runner import resolve_device, resolve_dtype
-    from profiler.sweep import memory_check_for, plan_points, run_sweep
+    from profiler.sweep import plan_points, run_sweep
     from tokencost.cli.measure_hook import device_peaks, measure_spec
     from tokencost.cli.pricing import resolve_price
     from tokencost.cli.render import print_sweep_table
@@ -83,13 +83,12 @@ def run(args: argparse.Namespace) -> int:
     dtype = resolve_dtype(base.dtype, device)
     price = resolve_price(args, device_type=device.type, device=device)
     peaks = device_peaks(device, dtype)
-    elem = torch.tensor([], dtype=dtype).element_size()
 
     def measure(spec) -> dict:
         return measure_spec(spec, price, peaks)
 
     with _Display(len(points)) as display:
-        run_sweep(points, args.out, measure, resume=args.resume, memory_check=memory_check_for(device.type, elem),
+        run_sweep(points, args.out, measure, resume=args.resume,
                   on_point=display.point)
     summary = summarize_sweep(_records_of(read_records(args.out), points), args.target_interactivity)
     print_sweep_table(summary)
