@@ -201,6 +201,16 @@ def cpu_load_warnings(env: dict, device: torch.device) -> list[str]:
             "timings include waits for other processes; rerun on a quiet machine"]
 
 
+def interpreter_warnings(ops: dict[str, str], device: torch.device) -> list[str]:
+    """Triton ops on a CPU run under TRITON_INTERPRET=1, a sequential numpy simulation meant for
+    correctness (kernels.md §4): their times say nothing about the kernels, so neither do the dollars."""
+    simulated = sorted(op for op, backend in ops.items() if backend == "triton")
+    if device.type != "cpu" or not simulated:
+        return []
+    return [f"{', '.join(simulated)} ran on the Triton interpreter (TRITON_INTERPRET=1), a CPU simulation for "
+            "correctness: these timings and the $/Mtok from them are not the kernels' performance"]
+
+
 def energy_fields(m, batch_size: int) -> dict:
     """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
     mon = m.gpu_monitor or {}
@@ -253,6 +263,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     record["peak_flop_per_s"], record["peak_flop_source"] = peak_flop_per_s, peak_flop_source or "not given"
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
-    record["warnings"] = record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
+    record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
+                          + interpreter_warnings(ops.describe(), device))
     record["env"] = env
     return record

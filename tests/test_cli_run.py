@@ -64,6 +64,13 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     (["run", "--backend", "nope"], "nope"),
     (["run", "--price-from", "no-such-price"], "no-such-price"),
     (["run", "--compat", "no-such-tool"], "no-such-tool"),
+    (["run", "--price-per-gpu-hour", "2", "--price-from", "aws-p5.4xlarge-on-demand"], "give one price"),
+    (["run", "--model", ""], "--model"),
+    (["run", "--json", "/"], "is a directory"),
+    (["run", "--out", ""], "empty"),
+    (["sweep", "--out", "/"], "is a directory"),
+    (["sweep", "--out", "s.jsonl", "--batch-sizes", "1,,2"], "batch-sizes"),
+    (["sweep", "--out", "s.jsonl", "--batch-sizes", "1,1"], "--repeats"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert needle in cli_error(capsys, argv)
@@ -109,3 +116,30 @@ def test_cost_model_options_on_a_run(tmp_path, capsys):
 ])
 def test_bad_cost_model_options(capsys, argv, needle):
     assert needle in cli_error(capsys, argv)
+
+
+def test_weights_dir_brings_its_own_config_and_run_appends_to_a_results_file(tmp_path, capsys):
+    import transformers
+
+    from profiler import load_results
+    from tests.tiny import TINY_LLAMA
+
+    ckpt = tmp_path / "ckpt"
+    hf_cfg = transformers.LlamaConfig(**{k: v for k, v in TINY_LLAMA.items() if k not in ("model_type", "architectures")})
+    transformers.LlamaForCausalLM(hf_cfg).save_pretrained(ckpt)
+    results = tmp_path / "r.jsonl"
+    assert main(["run", "--weights", str(ckpt), "--prompt-len", "4", "--gen-len", "3", "--out", str(results),
+                 "--price-per-gpu-hour", "1"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["model"] == "ckpt" and record["weights"] == str(ckpt)
+    df = load_results(results)
+    assert len(df) == 1 and df["tpot_s"].iloc[0] == pytest.approx(record["tpot_s"])
+
+
+def test_report_into_an_existing_file_is_a_one_line_error(tmp_path, capsys):
+    from profiler.results import append_result
+
+    results = tmp_path / "r.jsonl"
+    append_result(results, {"kind": "run", "model": "m", "batch_size": 1, "prompt_len": 4, "tpot_s": 0.01,
+                            "output_tok_per_s": 100.0, "output_tok_per_s_per_seq": 100.0, "mbu": 0.5, "ttft_s": 0.1})
+    assert "exists" in cli_error(capsys, ["report", str(results), "--out", str(results)])

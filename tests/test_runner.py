@@ -60,3 +60,13 @@ def test_compute_bound_takes_over_when_flops_dominate():
     huge_alu = roofline_fields(spec, torch.float32, tpot_s=1e-3, bandwidth_bytes_per_s=1e12, peak_flop_per_s=1e18)
     assert huge_alu["roofline_bound"] == "bandwidth"
     assert huge_alu["roofline_output_tok_per_s"] == pytest.approx(mem_only["roofline_output_tok_per_s"])
+
+
+def test_interpreter_timings_are_flagged():
+    from profiler.runner import interpreter_warnings
+
+    ops = {"linear": "triton", "rope": "torch", "swiglu": "triton"}
+    (warning,) = interpreter_warnings(ops, torch.device("cpu"))
+    assert "linear, swiglu" in warning and "interpreter" in warning
+    assert interpreter_warnings(ops, torch.device("cuda")) == []
+    assert interpreter_warnings({"linear": "torch"}, torch.device("cpu")) == []

@@ -54,16 +54,21 @@ def test_what_if_without_price_has_no_dollars():
     assert wi.usd_per_mtok("new") is None and wi.as_dict()["new_usd_per_mtok_output"] is None
 
 
-def test_roofline_sets_rows_to_their_bound_and_warns_when_that_is_slower():
+def test_roofline_sets_rows_to_their_bound_and_keeps_rows_already_faster():
     bounds = {"matmul.qkv_proj": 0.5e-3, "matmul.lm_head": 0.25e-3, "attention.decode": 5e-3,
               "attention.kv_write": 0.0}
     wi = what_if(ROWS, 2, {"matmul": ROOFLINE}, roofline_s=bounds)
     assert wi.new_times_s["matmul.qkv_proj"] == 0.5e-3 and wi.new_times_s["matmul.lm_head"] == 0.25e-3
     assert wi.new_step_s == pytest.approx(8e-3 - 3e-3 + 0.75e-3)
     assert wi.class_factors()["matmul"] == pytest.approx(3e-3 / 0.75e-3) and not wi.warnings
-    slower = what_if(ROWS, 2, {"attention": ROOFLINE}, roofline_s=bounds)
-    assert slower.new_step_s == pytest.approx(8e-3 - 4e-3 + 5e-3)
-    assert len(slower.warnings) == 1 and "slower than measured" in slower.warnings[0]
+    # attention.decode measured faster than its bound: kept as measured (a what-if never slows an op
+    # down), with a warning that its byte model or the bandwidth does not fit; kv_write goes to 0.
+    faster = what_if(ROWS, 2, {"attention": ROOFLINE}, roofline_s=bounds)
+    assert faster.new_times_s["attention.decode"] == ROWS["attention.decode"]
+    assert faster.new_times_s["attention.kv_write"] == 0.0
+    assert faster.new_step_s == pytest.approx(8e-3 - ROWS["attention.kv_write"])
+    assert len(faster.warnings) == 1 and "faster than its bandwidth bound" in faster.warnings[0]
+    assert all(faster.new_times_s[k] <= ROWS[k] for k in ROWS)
 
 
 def test_roofline_without_a_bound_is_an_error():

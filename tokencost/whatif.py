@@ -10,7 +10,8 @@ capabilities", AFIPS 1967) in its per-part form:
 
 A speed-up may also name one row (``"attention.decode=8"``); a row's own factor overrides its
 class's. ``"roofline"`` instead of a factor sets each row of the class to its bandwidth bound,
-bytes ÷ peak bandwidth (metrics.md §3.1); the caller passes those bound times. Throughput of the
+bytes ÷ peak bandwidth (metrics.md §3.1), or keeps its measured time where that is already faster
+(with a warning: the byte model or bandwidth does not fit); the caller passes the bound times. Throughput of the
 device is batch ÷ step time and per sequence 1 ÷ step time (metrics.md §1.2, SGLang
 ``bench_one_batch``); $/Mtok is :func:`tokencost.cost.usd_per_mtok` of the device throughput.
 
@@ -175,8 +176,8 @@ def new_times_s(times_s: Mapping[str, float], speedups: Mapping[str, Speedup],
         elif not _finite(roofline_s[name], 0.0, strict=False):
             raise CostError(f"roofline time of {name} must be a finite number of seconds >= 0, "
                             f"got {roofline_s[name]!r}")
-        else:
-            out[name] = float(roofline_s[name])
+        else:  # a row already faster than its bound keeps its measured time (see _roofline_warnings)
+            out[name] = min(t, float(roofline_s[name]))
     return out
 
 
@@ -245,12 +246,15 @@ def _total(times: Mapping[str, float], key: str) -> float:
     return sum(t for name, t in times.items() if name == key or class_of(name) == key)
 
 
-def _roofline_warnings(old: Mapping[str, float], new: Mapping[str, float],
-                       speedups: Mapping[str, Speedup]) -> list[str]:
-    return [f"{key} at its bandwidth bound ({_total(new, key) * 1e3:.4g} ms) is slower than measured "
-            f"({_total(old, key) * 1e3:.4g} ms): the byte model or the bandwidth figure does not fit this "
-            "device (data served from cache?)"
-            for key, f in speedups.items() if f == ROOFLINE and _total(new, key) > _total(old, key)]
+def _roofline_warnings(old: Mapping[str, float], speedups: Mapping[str, Speedup],
+                       roofline_s: Mapping[str, float] | None) -> list[str]:
+    """Rows measured faster than their bandwidth bound (over 100% of it): kept at their measured time."""
+    rows = [name for name in old if _factor_of(name, speedups) == ROOFLINE and roofline_s
+            and roofline_s.get(name, 0.0) > old[name]]
+    return [f"{name} measured {old[name] * 1e3:.4g} ms is faster than its bandwidth bound "
+            f"({roofline_s[name] * 1e3:.4g} ms, {roofline_s[name] / old[name]:.0%} of it): the byte model or the "
+            "bandwidth figure does not fit this device (data served from cache?); kept at its measured time"
+            for name in rows]
 
 
 def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str, Speedup], *,
@@ -271,7 +275,7 @@ def what_if(times_s: Mapping[str, float], batch_size: int, speedups: Mapping[str
         raise CostError("the what-if step time is zero; a class cannot take no time at all")
     parsed = {key: _factor(key, f) for key, f in speedups.items()}
     return WhatIf(batch_size=batch_size, speedups=parsed, old_times_s=old, new_times_s=new,
-                  usd_per_hour=usd_per_hour, warnings=tuple(_roofline_warnings(old, new, parsed)))
+                  usd_per_hour=usd_per_hour, warnings=tuple(_roofline_warnings(old, parsed, roofline_s)))
 
 
 __all__ = ["OP_CLASSES", "ROOFLINE", "Speedup", "WhatIf", "amdahl_step_s", "check_names",

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from tokencost.cli.common import OneLineParser, fail
+from tokencost.cli.common import OneLineParser, check_output_path, fail
 
 # Order = order in --help.
 _COMMANDS = ("run", "compare", "models", "kernels", "sweep", "breakdown", "report", "prices", "validate")
@@ -38,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options naming an output *file*, checked before any command measures anything (report's --out is a folder).
+_OUTPUT_FILE_OPTIONS = ("json", "out", "csv")
+
+
+def _check_output_files(args: argparse.Namespace) -> None:
+    if args.command == "report":
+        return
+    for name in _OUTPUT_FILE_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            check_output_path(value, f"--{name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -45,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output_files(args)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("tokencost: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, or a path that cannot be read or written
         fail(str(exc))
     except MemoryError:
         fail("out of host memory; try a smaller --batch-size, --prompt-len or model")

@@ -53,11 +53,14 @@ def positive_float(text: str) -> float:
 
 
 def int_list(text: str) -> list[int]:
-    """``"1,8,32"`` → ``[1, 8, 32]``; every item must be a positive integer."""
-    items = [t for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of positive integers")
-    return [positive_int(t.strip()) for t in items]
+    """``"1,8,32"`` → ``[1, 8, 32]``: positive integers, no empty items, no repeats."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}")
+    values = [positive_int(t) for t in items]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a value (use --repeats to measure a point again)")
+    return values
 
 
 def key_value_list(text: str) -> tuple[str, str]:
@@ -109,6 +112,26 @@ def parse_blend(text: str) -> tuple[float, float]:
     if len(weights) != 2 or not all(math.isfinite(w) and w > 0 for w in weights):
         raise ValueError(f"--blend expects two positive weights IN:OUT such as 3:1, got {text!r}")
     return weights
+
+
+def check_output_path(path: str | None, option: str) -> None:
+    """Refuse an output path that cannot be written, before anything is measured.
+
+    Raises:
+        ValueError: an empty path, a directory, or a parent folder that is not a directory.
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if not str(path).strip():
+        raise ValueError(f"{option} needs a file path, got an empty string")
+    if target.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file path")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is not a directory")
 
 
 def write_json(path: str | None, payload: object) -> None:

@@ -34,11 +34,15 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     """
     if getattr(args, "catalog", None):
         use_catalogs(args.catalog)
+    given = [name for name, value in (("--price-per-gpu-hour", args.price_per_gpu_hour),
+                                      ("--price-per-instance-hour", args.price_per_instance_hour),
+                                      ("--price-from", args.price_from),
+                                      ("--price-owned", getattr(args, "price_owned", False))) if value]
+    if len(given) > 1:
+        raise CostError(f"give one price, not {' and '.join(given)}")
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
     if args.price_per_gpu_hour is not None:
-        if args.price_per_instance_hour is not None:
-            raise CostError("give either --price-per-gpu-hour or --price-per-instance-hour, not both")
         return {"usd_per_hour": args.price_per_gpu_hour, "price_source": "--price-per-gpu-hour (user)"}
     if args.price_per_instance_hour is not None:
         if args.gpus_per_instance is None:

@@ -15,7 +15,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, batch: bool = True) -> No
     """Options shared by run, compare, kernels, sweep and breakdown."""
     parser.add_argument("--model", default=None, help=f"preset name (default {DEFAULT_MODEL}; see `tokencost models`)")
     parser.add_argument("--config", metavar="PATH", help="a Hugging Face config.json instead of a preset")
-    parser.add_argument("--weights", metavar="DIR", help="local HF checkpoint dir (safetensors); default: dummy weights")
+    parser.add_argument("--weights", metavar="DIR", help="local HF checkpoint dir (safetensors; its config.json "
+                        "is the model unless --model/--config is given); default: dummy weights")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
     parser.add_argument("--backend", default="torch", help="op implementations: torch, triton, or a registered variant")
@@ -43,6 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_price_args(p)
     add_cost_model_args(p)
     p.add_argument("--json", metavar="PATH", help="also write the result record to PATH")
+    p.add_argument("--out", metavar="RESULTS.jsonl", help="also append the record to a JSONL results file "
+                   "(what `tokencost report` and `profiler.load_results` read)")
     return p
 
 
@@ -70,7 +73,12 @@ def spec_from_args(args: argparse.Namespace, **extra):
     cuda_graph = bool(getattr(args, "cuda_graph", False))
     if cuda_graph and resolve_device(args.device).type != "cuda":
         raise ValueError("--cuda-graph needs a CUDA GPU")
-    cfg = resolve_model(args.model if (args.model or args.config) else DEFAULT_MODEL, args.config)
+    if args.model is not None and not args.model.strip():
+        raise ValueError("--model needs a preset name (see `tokencost models`), got an empty string")
+    config = args.config
+    if config is None and args.model is None and args.weights:
+        config = args.weights  # a checkpoint directory carries its own config.json
+    cfg = resolve_model(args.model if (args.model or config) else DEFAULT_MODEL, config)
     fields = dict(cfg=cfg, device=args.device, dtype=args.dtype, backend=args.backend,
                   op_overrides=parse_overrides(args.op), weights_dir=args.weights, seed=args.seed,
                   cuda_graph=cuda_graph)
@@ -110,5 +118,9 @@ def run(args: argparse.Namespace) -> int:
         record["compat"] = {tool: emit_compat(record, tool) for tool in tools}
     print_run_table(record)
     write_json(args.json, record)
+    if args.out:
+        from profiler.results import append_result
+
+        append_result(args.out, record)
     print_json_line(record)
     return 0
