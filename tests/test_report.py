@@ -123,3 +123,12 @@ def test_cpu_kernel_records_without_a_compute_peak_plot_the_bandwidth_ceiling_on
     _assert_png(report.plots["roofline"])
     assert any("swiglu/torch above the device ceiling" in n for n in report.notes)
     assert not any("linear/torch" in n for n in report.notes)
+
+
+def test_pooled_dollars_follow_the_median_throughput():
+    # Two noisy repeats: the $/Mtok shown must be the price of the median tok/s shown beside it.
+    recs = [{**_run(4, 128, r, t), "usd_per_hour": 2.0} for r, t in enumerate((0.001, 0.1))]
+    for r in recs:
+        r["usd_per_mtok_output"] = 2.0 / (r["output_tok_per_s"] * 3600) * 1e6
+    (point,) = aggregate_repeats(recs)
+    assert point["usd_per_mtok_output"] == pytest.approx(2.0 / (point["output_tok_per_s"] * 3600) * 1e6)

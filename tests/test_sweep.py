@@ -139,9 +139,32 @@ def test_summary_frontier_and_confidence_interval(tmp_path):
         usd_low, usd_high = p["usd_per_mtok_output_ci95"]
         assert usd_low < p["usd_per_mtok_output"] < usd_high  # dollars carry the interval, inverted
         assert p["multiple_of_floor"] == pytest.approx(p["roofline_output_tok_per_s"] / p["output_tok_per_s"])
-    # batch 4 at context 16 beats every other point on throughput; batch 1 at 16 on interactivity.
-    frontier = {(p["batch_size"], p["prompt_len"]) for p in summary["frontier"]}
-    assert frontier == {(1, 16), (4, 16)}
+    # One frontier per context length; at each, batch 4 wins on throughput and batch 1 on interactivity.
+    assert [f["prompt_len"] for f in summary["frontiers"]] == [16, 32]
+    for f in summary["frontiers"]:
+        assert [p["batch_size"] for p in f["points"]] == [4, 1]  # sorted by rising interactivity
+
+
+def test_dominated_point_is_off_the_frontier_and_target_cost_is_interpolated(tmp_path):
+    out = tmp_path / "r.jsonl"
+
+    def measure(spec):
+        r = _fake_record(spec)
+        if spec.batch_size == 2:  # slower per sequence AND less throughput than batch 4: dominated
+            r.update(output_tok_per_s=r["output_tok_per_s"] / 3, output_tok_per_s_per_seq=1.0)
+        return r
+
+    run_sweep(plan_points(RunSpec(cfg=CFG, gen_len=4), [1, 2, 4], [16]), out, measure)
+    records = read_records(out)
+    by_batch = {r["batch_size"]: r for r in records}
+    mid = (by_batch[1]["output_tok_per_s_per_seq"] + by_batch[4]["output_tok_per_s_per_seq"]) / 2
+    (f,) = summarize_sweep(records, target_tok_per_s_per_seq=mid)["frontiers"]
+    assert [p["batch_size"] for p in f["points"]] == [4, 1]
+    t = f["at_target"]
+    assert t["interpolated"] and t["output_tok_per_s"] == pytest.approx(
+        (by_batch[1]["output_tok_per_s"] + by_batch[4]["output_tok_per_s"]) / 2)
+    far = summarize_sweep(records, target_tok_per_s_per_seq=1e9)["frontiers"][0]["at_target"]
+    assert "outside" in far["error"]  # no extrapolation
 
 
 def test_sweep_cli_end_to_end_and_dataframe(tmp_path):

@@ -14,7 +14,7 @@ a decode step). Output files in the chosen folder:
 - ``breakdown.png``: share of decode-step time per op class.
 - ``summary.md``: a table of the points and the images; a plot without data is skipped with a note.
 
-Repeats of a point (same ``settings_key``) are plotted as their median. Torch-free; matplotlib is used
+Repeats of a point (records equal but for ``repeat``) are plotted as their median. Torch-free; matplotlib is used
 through ``Figure`` objects (Agg canvas), never through pyplot's global state.
 """
 
@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
+from tokencost.cost import usd_per_mtok
 from tokencost.errors import CostError
 from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
 
@@ -62,13 +63,14 @@ def _kind(record: dict) -> str:
 
 
 def _context(record: dict) -> Any:
-    return record.get("context_len", record.get("prompt_len"))
+    """The context of a point as ``tokencost sweep`` names it: the prompt length (``context_len``,
+    the middle decode step's context, only for records without one)."""
+    return record.get("prompt_len", record.get("context_len"))
 
 
 def _point_key(record: dict) -> tuple:
-    if record.get("settings_key"):
-        return ("key", record["settings_key"])
-    return tuple(record.get(k) for k in _SERIES_KEYS + ("batch_size", "prompt_len", "gen_len", "context_len"))
+    """Repeats of one point share everything but ``repeat`` (their settings keys differ by it)."""
+    return tuple(record.get(k) for k in _SERIES_KEYS + ("batch_size", "prompt_len", "gen_len"))
 
 
 def _median_of(group: list[dict], key: str) -> float | None:
@@ -88,8 +90,21 @@ def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
     for group in groups.values():
         point = {**group[0], "n_repeats": len(group), "context_len": _context(group[0])}
         point.update({k: _median_of(group, k) for k in _MEDIAN_KEYS if any(k in r for r in group)})
+        _dollars_from_medians(point)
         points.append(point)
     return points
+
+
+def _dollars_from_medians(point: dict) -> None:
+    """$/Mtok of a pooled point from its median throughputs (the median of per-repeat dollars would
+    not match the throughput shown beside it: $/Mtok is not linear in tok/s)."""
+    hourly = point.get("usd_per_hour")
+    if not isinstance(hourly, (int, float)) or hourly <= 0:
+        return
+    for usd_key, rate_key in (("usd_per_mtok_output", THROUGHPUT_KEY), ("usd_per_mtok_input", "prefill_tok_per_s")):
+        rate = point.get(rate_key)
+        if isinstance(rate, (int, float)) and rate > 0:
+            point[usd_key] = usd_per_mtok(hourly, rate)
 
 
 def _series(points: list[dict]) -> dict[str, list[dict]]:
@@ -325,6 +340,11 @@ def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, 
              f"{len(points)} measured point(s), {len(skipped)} skipped. TPOT is the median decode step; "
              "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; repeats are shown as medians. "
              "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput.", ""]
+    prices = sorted({(p["usd_per_hour"], p.get("price_source") or "source not recorded") for p in points
+                     if isinstance(p.get("usd_per_hour"), (int, float))})
+    lines += [f"Price: ${hourly:.4g} per hour ({source})." for hourly, source in prices] or [
+        "No price in these results: the $/Mtok columns are n/a."]
+    lines.append("")
     if points:
         lines += ["## Points", ""] + _points_table(points) + [""]
     for r in skipped:

@@ -57,11 +57,13 @@ def summarize_point(runs: list[dict], spread_threshold: float = 0.05) -> dict[st
 
 
 def summarize_sweep(records: list[dict], target_tok_per_s_per_seq: float | None = None) -> dict[str, Any]:
-    """Points (repeats pooled), the Pareto frontier of throughput vs interactivity with $/Mtok, the
-    cost at ``target_tok_per_s_per_seq`` (interpolated between measured frontier points, flagged as
-    such), and the skipped points with their reasons.
+    """Points (repeats pooled), the Pareto frontier of throughput vs interactivity with $/Mtok for
+    each context length (points at different contexts serve different workloads, so they are not
+    compared), the cost at ``target_tok_per_s_per_seq`` on each frontier (interpolated between
+    measured points, flagged as such), and the skipped points with their reasons.
 
-    A target outside the measured interactivity range gives ``at_target_error`` instead of a figure.
+    A target outside a frontier's measured interactivity range gives an ``error`` for that context
+    instead of a figure.
 
     Raises:
         CostError: no measured point.
@@ -70,16 +72,23 @@ def summarize_sweep(records: list[dict], target_tok_per_s_per_seq: float | None 
     if not groups:
         raise CostError("the results hold no measured run points")
     points = [summarize_point(runs) for runs in groups.values()]
-    frontier = pareto_frontier(points)
-    summary = {"kind": "sweep_summary", "points": points, "frontier": frontier,
-               "skipped": [{k: r.get(k) for k in ("batch_size", "prompt_len", "skip_reason")}
-                           for r in records if r.get("status") == "skipped"]}
-    if target_tok_per_s_per_seq is not None:
-        hourly = frontier[0].get("usd_per_hour")
-        try:
-            if not hourly:
-                raise CostError("a cost at a target interactivity needs a price")
-            summary["at_target"] = cost_at_interactivity(frontier, target_tok_per_s_per_seq, hourly)
-        except CostError as exc:  # the measured points stay useful: report why there is no figure
-            summary["at_target_error"] = str(exc)
-    return summary
+    frontiers = []
+    for context in sorted({p["prompt_len"] for p in points}):
+        frontier = pareto_frontier([p for p in points if p["prompt_len"] == context])
+        entry = {"prompt_len": context, "points": frontier}
+        if target_tok_per_s_per_seq is not None:
+            entry["at_target"] = _at_target(frontier, target_tok_per_s_per_seq)
+        frontiers.append(entry)
+    return {"kind": "sweep_summary", "points": points, "frontiers": frontiers,
+            "skipped": [{k: r.get(k) for k in ("batch_size", "prompt_len", "skip_reason")}
+                        for r in records if r.get("status") == "skipped"]}
+
+
+def _at_target(frontier: list[dict], target: float) -> dict[str, Any]:
+    hourly = frontier[0].get("usd_per_hour")
+    try:
+        if not hourly:
+            raise CostError("a cost at a target interactivity needs a price")
+        return cost_at_interactivity(frontier, target, hourly)
+    except CostError as exc:  # the measured points stay useful: say why there is no figure
+        return {"target_tok_per_s_per_seq": target, "error": str(exc)}

@@ -68,8 +68,8 @@ def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
 
 def print_sweep_table(summary: dict) -> None:
     """Sweep points (repeats pooled) with the frontier marked, and the cost at a target if asked."""
-    on_frontier = {(p["batch_size"], p["prompt_len"]) for p in summary["frontier"]}
-    table = Table(title="sweep: throughput vs interactivity (* = on the Pareto frontier)")
+    on_frontier = {(p["batch_size"], p["prompt_len"]) for f in summary["frontiers"] for p in f["points"]}
+    table = Table(title="sweep: throughput vs interactivity (* = on the Pareto frontier of its context length)")
     for col in ("batch", "context", "output tok/s", "tok/s per seq", "TTFT", "MBU", "$/Mtok out",
                 "95% CI $/Mtok", "× floor", "repeats"):
         table.add_column(col, justify="right")
@@ -87,10 +87,13 @@ def print_sweep_table(summary: dict) -> None:
     for p in summary["points"]:
         for w in p["warnings"]:
             console.print(f"warning (batch {p['batch_size']}, context {p['prompt_len']}): {w}")
-    if "at_target_error" in summary:
-        console.print(f"no cost at the target interactivity: {summary['at_target_error']}")
-    if "at_target" in summary:
-        t = summary["at_target"]
+    for f in summary["frontiers"]:
+        t = f.get("at_target")
+        if t is None:
+            continue
+        where = f"context {f['prompt_len']}, at {t['target_tok_per_s_per_seq']:.4g} tok/s per sequence"
+        if "error" in t:
+            console.print(f"{where}: no cost ({t['error']})")
+            continue
         how = "interpolated between measured points" if t["interpolated"] else "measured"
-        console.print(f"at {t['target_tok_per_s_per_seq']:.4g} tok/s per sequence: {t['output_tok_per_s']:.4g} "
-                      f"output tok/s, ${t['usd_per_mtok_output']:.4g}/Mtok ({how})")
+        console.print(f"{where}: {t['output_tok_per_s']:.4g} output tok/s, ${t['usd_per_mtok_output']:.4g}/Mtok ({how})")
