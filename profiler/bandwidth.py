@@ -31,7 +31,7 @@ class BandwidthMeasurement:
 
 
 def measure_read_bandwidth(device: torch.device | str = "cpu", nbytes: int = DEFAULT_NBYTES,
-                           repeats: int = 5) -> BandwidthMeasurement:
+                           repeats: int = 9) -> BandwidthMeasurement:
     """Measure read bandwidth in bytes/s by summing a float32 buffer of ``nbytes`` bytes.
 
     Raises:

@@ -53,6 +53,10 @@ def summarize_point(runs: list[dict], spread_threshold: float = 0.05) -> dict[st
         point.update(cost_vs_floor(hourly, med["output_tok_per_s"], point["roofline_output_tok_per_s"]))
     warning = spread_warning(tps, spread_threshold)
     point["warnings"] = [warning] if warning else []
+    ci = point.get("output_tok_per_s_ci95")
+    if ci and ci[0] <= 0:
+        point["warnings"].append(f"the 95% interval of output tok/s reaches {ci[0]:.3g} with {len(runs)} repeats: "
+                                 "no $/Mtok interval; add repeats or reduce noise")
     return point
 
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="tokencost model presets (bytes: bf16, batch 1)")
     for col in ("model", "type", "params", "bytes/decode step", "KV bytes/token", "max positions", "decode loop"):
-        table.add_column(col, justify="left" if col in ("model", "type") else "right")
+        table.add_column(col, justify="left" if col in ("model", "type") else "right", no_wrap=col == "model")
     for r in rows:
         table.add_row(r["model"], r["model_type"], f"{r['param_count'] / 1e9:.3f} B",
                       f"{r['bytes_per_step_bf16_batch1'] / 1e9:.3f} GB", f"{r['kv_bytes_per_token_bf16'] / 1024:.1f} KiB",

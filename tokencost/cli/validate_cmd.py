@@ -49,6 +49,10 @@ def _claim_from_args(args: argparse.Namespace):
                                         ("--model or --config", args.model or args.config)) if value is None]
     if missing:
         raise CostError(f"validate needs {', '.join(missing)} (or --all for the built-in claims)")
+    from tokencost.hardware import gpu_by_name, lookup_gpu
+
+    if lookup_gpu(args.gpu) is None:
+        gpu_by_name(args.gpu)  # a catalog name, else a CostError listing the known GPUs
     return Claim(claim_id="command-line", model=args.model or args.config, gpu=args.gpu, gpus=args.gpus,
                  tok_per_s=args.tok_per_s, unit=args.unit, tokens=args.tokens, model_preset=args.model,
                  config_path=args.config, precision=args.precision, kv_precision=args.kv_precision,
