@@ -7,6 +7,7 @@ device, stride or value, with a one-line message that names the argument.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -15,7 +16,10 @@ import triton
 # ``@triton.jit`` consults TRITON_INTERPRET when a kernel is *defined* (kernels.md, section 4.1), so the
 # mode is read once, here, before any kernel module defines its kernels; changing the variable later
 # does not change how the already-defined kernels run.
-_INTERPRET: bool = bool(triton.knobs.runtime.interpret)
+# ``triton.knobs`` exists from Triton 3.4 on; older releases read the environment variable directly.
+_knobs = getattr(triton, "knobs", None)
+_INTERPRET: bool = (bool(_knobs.runtime.interpret) if _knobs is not None
+                    else os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"))
 
 FLOAT_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
 
