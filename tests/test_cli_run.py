@@ -143,3 +143,12 @@ def test_report_into_an_existing_file_is_a_one_line_error(tmp_path, capsys):
     append_result(results, {"kind": "run", "model": "m", "batch_size": 1, "prompt_len": 4, "tpot_s": 0.01,
                             "output_tok_per_s": 100.0, "output_tok_per_s_per_seq": 100.0, "mbu": 0.5, "ttft_s": 0.1})
     assert "exists" in cli_error(capsys, ["report", str(results), "--out", str(results)])
+
+
+def test_pricing_a_cpu_run_at_a_gpu_row_is_flagged(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    assert main(["run", "--config", str(cfg), "--prompt-len", "4", "--gen-len", "2",
+                 "--price-from", "aws-p5.4xlarge-on-demand"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert any("price row is for h100-sxm" in w for w in record["warnings"])
+    assert record["usd_per_hour"] == pytest.approx(6.88)  # the row's own figure, as asked

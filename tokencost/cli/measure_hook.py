@@ -97,6 +97,8 @@ def measure_and_price(spec, args: argparse.Namespace) -> dict:
           f"gen {spec.gen_len}, backend {spec.backend})", file=sys.stderr)
     with progress_display(spec.cfg.name) as update:
         record = measure_spec(spec, price, peaks, progress=update)
+    if price.get("price_warning"):
+        record["warnings"].append(price["price_warning"])
     for warning in record.get("warnings", []):
         print(f"tokencost: warning: {warning}", file=sys.stderr)
     return record

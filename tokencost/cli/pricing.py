@@ -63,7 +63,22 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     if quote is None:
         return {"usd_per_hour": None, "price_source": f"no catalog price for {name or device_type}; pass "
                 "--price-per-gpu-hour"}
-    return {"usd_per_hour": quote.usd_per_gpu_hour, "price_source": _describe(quote)}
+    price = {"usd_per_hour": quote.usd_per_gpu_hour, "price_source": _describe(quote)}
+    mismatch = _hardware_mismatch(quote.device, device_type, name)
+    if mismatch:
+        price["price_warning"] = mismatch
+    return price
+
+
+def _hardware_mismatch(priced: str, device_type: str, device_name: str | None) -> str | None:
+    """Say so when a named price row is for other hardware than the one measured (allowed: a user
+    may price a CPU run as if it were rented, but the record must not pass for a like-for-like price)."""
+    from tokencost.hardware import lookup_gpu
+
+    measured = "cpu" if device_type == "cpu" else getattr(lookup_gpu(device_name or ""), "name", device_name)
+    if priced == measured:
+        return None
+    return f"the price row is for {priced} but the measurement ran on {measured}: $/Mtok prices this throughput at other hardware's rate"
 
 
 def owned_tco(gpu: str, params: list[tuple[str, str]]):

@@ -67,7 +67,7 @@ class _Display:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import dataclasses
 
     from profiler.results import read_records
     from profiler.runner import resolve_device, resolve_dtype
@@ -78,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
     from tokencost.sweep_summary import summarize_sweep
 
     base = spec_from_args(args, batch_size=args.batch_sizes[0], prompt_len=args.context_lens[0])
-    points = plan_points(base, args.batch_sizes, args.context_lens, args.repeats)
     device = resolve_device(base.device)
     dtype = resolve_dtype(base.dtype, device)
+    # Points carry the resolved device and dtype, so records and resume keys name what really ran.
+    base = dataclasses.replace(base, device=str(device), dtype=str(dtype).removeprefix("torch."))
+    points = plan_points(base, args.batch_sizes, args.context_lens, args.repeats)
     price = resolve_price(args, device_type=device.type, device=device)
     peaks = device_peaks(device, dtype)
 
