@@ -151,4 +151,6 @@ def test_pricing_a_cpu_run_at_a_gpu_row_is_flagged(tmp_path, capsys):
                  "--price-from", "aws-p5.4xlarge-on-demand"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert any("price row is for h100-sxm" in w for w in record["warnings"])
-    assert record["usd_per_hour"] == pytest.approx(6.88)  # the row's own figure, as asked
+    from tokencost.prices import price_from_name
+
+    assert record["usd_per_hour"] == price_from_name("aws-p5.4xlarge-on-demand").usd_per_gpu_hour  # as asked
