@@ -232,10 +232,9 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     """Measure one point and return its result record (no price fields).
 
     Raises:
-        ProfilerError: bad sizes, positions past the model's limit, unavailable device/backend.
+        ProfilerError: bad sizes, positions past the model's limit, unavailable device/backend, or a
+            point that cannot fit in memory (:func:`preflight`, run by :func:`build_for`).
     """
-    spec.settings().validate()
-    check_positions(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     check_cuda_graph(spec, device)

@@ -19,7 +19,6 @@ from profiler.runner import RunSpec, run_point
 from tests.cli_helpers import cli_error
 from tests.conftest import gpu
 from tests.tiny import TINY_LLAMA, write_config
-from tokencost.cli import main
 
 # Base TINY_LLAMA: hidden 64, 4 heads of head_dim 16, 2 KV heads (GQA 2), 2 layers.
 CONFIGS = {

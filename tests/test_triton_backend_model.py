@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from kernels.reference import (attention_decode_ref, attention_prefill_ref, check_against_reference,
-                               max_abs_error, rope_ref)
+                               rope_ref)
 from profiler.backends import OP_NAMES, register, resolve
 from profiler.config import config_from_dict
 from profiler.model import build_model
