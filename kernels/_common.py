@@ -27,11 +27,37 @@ FLOAT_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.fl
 # launch heuristics (split-K, KV splits) deterministic and the simulated grids small.
 _INTERPRETER_SM_COUNT = 4
 
+# Compile-only mode (benchmarks/compile_check.py): launchers accept tensors on any device and report
+# this SM count, so that a stand-in Triton driver can compile every kernel for a GPU target on a
+# machine without one. Nothing is launched in this mode. None: off.
+_compile_only_sms: int | None = None
+
 
 def is_interpreter() -> bool:
     """True when the kernels were defined for the Triton CPU interpreter (``TRITON_INTERPRET=1`` was
     set before ``kernels`` was imported)."""
     return _INTERPRET
+
+
+def set_compile_only(num_sms: int | None) -> None:
+    """Switch compile-only mode on (``num_sms``: the SM count of the target GPU) or off (None).
+
+    Only for ahead-of-time compile checks with a stand-in Triton driver that compiles but never
+    launches (``python -m benchmarks.compile_check``): launchers then skip the CUDA-device check and
+    size their grids for ``num_sms``. Outputs are never written in this mode.
+
+    Raises:
+        ValueError: ``num_sms`` not a positive int (or None).
+    """
+    global _compile_only_sms
+    if num_sms is not None and (not isinstance(num_sms, int) or num_sms < 1):
+        raise ValueError(f"num_sms must be a positive int or None, got {num_sms!r}")
+    _compile_only_sms = num_sms
+
+
+def is_compile_only() -> bool:
+    """True while :func:`set_compile_only` mode is on."""
+    return _compile_only_sms is not None
 
 
 def cdiv(a: int, b: int) -> int:
@@ -88,7 +114,7 @@ def check_device(named: Iterable[tuple[str, torch.Tensor]]) -> torch.device:
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but {items[0][0]} is on {device}; "
                              "all inputs must be on one device")
-    if not _INTERPRET and device.type != "cuda":
+    if not _INTERPRET and _compile_only_sms is None and device.type != "cuda":
         raise ValueError(f"{items[0][0]} is on {device}; the Triton kernels need CUDA tensors "
                          "(or TRITON_INTERPRET=1 set before import, for CPU tensors)")
     return device
@@ -156,7 +182,10 @@ def row_layout(named: Sequence[tuple[str, torch.Tensor]]) -> tuple[int, int, lis
 
 
 def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors on ``device`` (a nominal 4 under the interpreter)."""
+    """Streaming multiprocessors on ``device`` (a nominal 4 under the interpreter, the target's count
+    in compile-only mode)."""
+    if _compile_only_sms is not None:
+        return _compile_only_sms
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return _INTERPRETER_SM_COUNT

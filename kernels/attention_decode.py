@@ -15,7 +15,17 @@ kernels.md 1.3) in two kernels:
 
 ``num_splits`` depends only on shapes and the SM count, never on the values in ``seq_lens``, so one
 launch configuration serves every decode step and can be captured in a CUDA graph. On a GPU pass 1 is
-autotuned on its first call for a shape: warm up before capture (kernels.md 2.5).
+autotuned on its first call for a batch size and cache allocation: warm up before capture
+(kernels.md 2.5).
+
+An eager decode loop passes a cache view that grows by one position per step. Nothing that changes
+with that length may trigger a recompile or a new autotune inside a timed step, so: ``S_MAX`` and
+``NUM_SPLITS`` are not specialised (Triton would otherwise compile a new variant whenever the value
+becomes divisible by 16, kernels.md 2.5), the combine pass walks the splits in fixed 16-wide chunks
+instead of a power-of-two block sized to ``num_splits``, and the autotune key is the batch size and
+the cache's head stride (its allocated length), not the current length. ``SPLIT_LEN`` is always a
+multiple of 16, so its specialisation never changes. ``benchmarks/compile_check.py`` and
+tests/test_compile_check.py check this with the GPU compiler.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from kernels.attention_prefill import LOG2_E, check_attention_args
 _MIN_SPLIT_TOKENS = 256
 _MAX_SPLITS = 64
 _SPLIT_ALIGN = 16  # split boundaries on 16-token multiples
+_COMBINE_BLOCK_S = 16  # splits the combine pass reads at a time (a fixed size: no recompiles)
 
 
 def _config(bn: int, stages: int, warps: int) -> triton.Config:
@@ -53,7 +64,7 @@ def _prune(configs, named_args, **kwargs):
     return [c for c in configs if c.kwargs["BLOCK_N"] * c.num_stages <= 192] or configs[:1]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S_MAX"])
 def _decode_split_kernel(
     q_ptr, k_ptr, v_ptr, seq_lens_ptr, part_ptr, lse_ptr,
     stride_qb, stride_qh, stride_qd,
@@ -61,7 +72,7 @@ def _decode_split_kernel(
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_pb, stride_ph, stride_ps,
     stride_lb, stride_lh,
-    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale, S_BUCKET,
+    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale, BATCH,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -117,14 +128,13 @@ def _decode_split_kernel(
     tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=h_mask)
 
 
-# Tuned per power-of-two bucket of S_max (S_BUCKET, otherwise unused by the kernel), not per exact
-# S_max: the eager decode loop passes a cache slice that grows by one position every step, and keying
-# on the exact length would re-run the autotuner on every timed step.
-_decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["S_BUCKET", "BLOCK_D", "BLOCK_H"],
+# Tuned per batch size (BATCH, otherwise unused by the kernel) and cache allocation (the head stride),
+# never per current length: see the module docstring.
+_decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["BATCH", "stride_kh", "BLOCK_D", "BLOCK_H"],
                                   prune=_prune)(_decode_split_kernel)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["NUM_SPLITS"])
 def _decode_combine_kernel(
     part_ptr, lse_ptr, o_ptr,
     stride_pb, stride_ph, stride_ps, stride_lb, stride_lh, stride_ob, stride_oh, stride_od,
@@ -136,15 +146,27 @@ def _decode_combine_kernel(
     h = (pid % H_Q).to(tl.int64)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
-    s_mask = offs_s < NUM_SPLITS
-    lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + offs_s, mask=s_mask, other=float("-inf"))
-    m = tl.max(lse, 0)
-    m = tl.where(m == float("-inf"), 0.0, m)  # all splits empty (length 0): weights become 0
-    w = tl.exp2(lse - m)
-    parts = tl.load(part_ptr + b * stride_pb + h * stride_ph + offs_s[:, None] * stride_ps + offs_d[None, :],
-                    mask=s_mask[:, None], other=0.0)
-    total = tl.sum(w, 0)
-    out = tl.sum(parts * w[:, None], 0) / tl.where(total > 0.0, total, 1.0)
+    lse_base = lse_ptr + b * stride_lb + h * stride_lh
+    part_base = part_ptr + b * stride_pb + h * stride_ph
+    # Pass 1: the largest LSE over all splits, BLOCK_S at a time.
+    m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
+    for s0 in tl.range(0, NUM_SPLITS, BLOCK_S):
+        lse = tl.load(lse_base + s0 + offs_s, mask=s0 + offs_s < NUM_SPLITS, other=float("-inf"))
+        m = tl.maximum(m, lse)
+    m_all = tl.max(m, 0)
+    m_all = tl.where(m_all == float("-inf"), 0.0, m_all)  # all splits empty (length 0): weights become 0
+    # Pass 2: sum the partial outputs weighted by exp2(lse - max).
+    total = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_S, BLOCK_D), dtype=tl.float32)
+    for s0 in tl.range(0, NUM_SPLITS, BLOCK_S):
+        s_mask = s0 + offs_s < NUM_SPLITS
+        w = tl.exp2(tl.load(lse_base + s0 + offs_s, mask=s_mask, other=float("-inf")) - m_all)
+        parts = tl.load(part_base + (s0 + offs_s)[:, None] * stride_ps + offs_d[None, :], mask=s_mask[:, None],
+                        other=0.0)
+        total += w
+        acc += parts * w[:, None]
+    total_all = tl.sum(total, 0)
+    out = tl.sum(acc, 0) / tl.where(total_all > 0.0, total_all, 1.0)
     tl.store(o_ptr + b * stride_ob + h * stride_oh + offs_d * stride_od, out.to(o_ptr.dtype.element_ty),
              mask=offs_d < HEAD_DIM)
 
@@ -219,12 +241,12 @@ def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     _decode_split[(B * Hkv, num_splits)](
         q, k_cache, v_cache, seq_lens, part, lse,
         *q.stride(), *k_cache.stride(), *v_cache.stride(), *part.stride()[:3], *lse.stride()[:2],
-        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E, next_power_of_2(S_max),
+        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E, B,
         GROUP=group, HEAD_DIM=D, HAS_WINDOW=window is not None, DOT_PRECISION=dot_precision(q.dtype),
         BLOCK_H=max(16, next_power_of_2(group)), BLOCK_D=block_d,
     )
     _decode_combine_kernel[(B * Hq,)](
         part, lse, o, *part.stride()[:3], *lse.stride()[:2], *o.stride(),
-        Hq, num_splits, HEAD_DIM=D, BLOCK_S=next_power_of_2(num_splits), BLOCK_D=block_d,
+        Hq, num_splits, HEAD_DIM=D, BLOCK_S=_COMBINE_BLOCK_S, BLOCK_D=block_d,
     )
     return o

@@ -32,7 +32,8 @@ def _config(bm: int, bn: int, stages: int, warps: int) -> triton.Config:
 
 # Hopper configs, after Triton's 06-fused-attention tutorial (BLOCK_M 64/128, BLOCK_N 32-128,
 # 2-4 stages, 4-8 warps; kernels.md 1.1 and 1.7). 128-row query tiles with 8 warps give two wgmma
-# warpgroups of 64 rows each; deeper pipelines only pay off for the smaller K/V tiles.
+# warpgroups of 64 rows each; deeper pipelines only pay off for the smaller K/V tiles. The two 64-row
+# 8-warp configs are for head_dim 256, where every 4-warp tile spills (see _prune).
 _CONFIGS = [
     _config(128, 64, 3, 8),
     _config(128, 128, 2, 8),
@@ -42,21 +43,33 @@ _CONFIGS = [
     _config(64, 64, 4, 4),
     _config(64, 128, 2, 4),
     _config(64, 32, 4, 4),
+    _config(64, 64, 2, 8),
+    _config(64, 32, 3, 8),
 ]
 # Interpreter: 32 x 32 tiles, small enough that the test shapes cross several query and key blocks.
 _FIXED = _config(32, 32, 1, 4)
 _SMEM_BUDGET_BYTES = 200 * 1024  # below Hopper's 227 KB per block, leaving room for the compiler
+# fp32 values each thread holds for the output accumulator (BLOCK_M x BLOCK_D) and the score tile
+# (BLOCK_M x BLOCK_N), out of 255 registers. Compiled for sm_90 (python -m benchmarks.compile_check,
+# Triton 3.9, bf16), configs above 128 spilled at head_dim 128 (128x64 tiles with 4 warps: 192 values,
+# a 336-byte stack) and 256 (1.4 KB stacks); configs at or below it did not, or by < 50 bytes.
+_MAX_TILE_VALUES_PER_THREAD = 128
 
 
 def _prune(configs, named_args, **kwargs):
-    """Drop configs whose Q tile plus pipelined K and V tiles (16-bit) would not fit shared memory:
-    this matters at head_dim 256."""
+    """Drop configs whose Q tile plus pipelined K and V tiles (16-bit) would not fit shared memory
+    (this matters at head_dim 256), and configs whose fp32 tiles would spill registers; when none
+    is left, keep the one with the smallest register footprint."""
     block_d = kwargs["BLOCK_D"]
 
     def smem(c):
         return 2 * block_d * (c.kwargs["BLOCK_M"] + 2 * c.kwargs["BLOCK_N"] * c.num_stages)
 
-    return [c for c in configs if smem(c) <= _SMEM_BUDGET_BYTES] or configs[-1:]
+    def tile_values(c):
+        return c.kwargs["BLOCK_M"] * (block_d + c.kwargs["BLOCK_N"]) // (32 * c.num_warps)
+
+    fits = [c for c in configs if smem(c) <= _SMEM_BUDGET_BYTES] or configs[-1:]
+    return [c for c in fits if tile_values(c) <= _MAX_TILE_VALUES_PER_THREAD] or [min(fits, key=tile_values)]
 
 
 @triton.jit

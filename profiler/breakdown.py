@@ -57,7 +57,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import statistics
+import sys
+import tempfile
 import time
 from typing import Callable, Iterable
 
@@ -313,6 +316,36 @@ def _timed_steps(model, tok: torch.Tensor, pos: int, steps: int) -> _StepClock:
     return clock
 
 
+_KINETO_TRACE_PREFIXES = ("USDT:", "STAGE:")
+
+
+@contextlib.contextmanager
+def _without_kineto_trace_lines():
+    """Drop the "USDT:"/"STAGE:" lines that torch.profiler's C++ backend (Kineto) writes straight to
+    file descriptor 2 on every profiler start and stop whatever ``KINETO_LOG_LEVEL`` says (they come
+    from pytorch/kineto PR #1325; pytorch/kineto#726 for the STAGE lines). fd 2 goes to a temporary
+    file while the profiler runs; every other line is passed on to stderr afterwards, in order."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(_KINETO_TRACE_PREFIXES):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def _profiled_steps(model, tok: torch.Tensor, pos: int, steps: int, warmup: int = 1):
     """``warmup`` discarded then ``steps`` recorded steps under the profiler; (events, step clock)."""
     device = model.device
@@ -323,7 +356,8 @@ def _profiled_steps(model, tok: torch.Tensor, pos: int, steps: int, warmup: int 
     clock = _StepClock(device)
     model.set_profiling_labels(True)
     try:
-        with torch.profiler.profile(activities=activities, schedule=schedule) as prof:
+        with _without_kineto_trace_lines(), torch.profiler.profile(activities=activities,
+                                                                   schedule=schedule) as prof:
             for i in range(warmup + steps):
                 if i < warmup:
                     tok = _step(model, tok, pos, torch.profiler.record_function)

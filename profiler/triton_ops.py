@@ -5,19 +5,27 @@ Thin adapters from the op signatures in the :mod:`profiler.backends` docstring t
 the other ops map one to one.
 
 Importing this module needs a CUDA GPU, or ``TRITON_INTERPRET=1`` set before start (the Triton CPU
-interpreter: slow, and without bfloat16); otherwise it raises BackendUnavailableError.
+interpreter: slow, and without bfloat16), or the kernels' compile-only mode (ahead-of-time compile
+checks, ``benchmarks/compile_check.py``); otherwise it raises BackendUnavailableError.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
 from profiler.backends import register
 from profiler.errors import BackendUnavailableError
 
-if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+
+def _compile_only() -> bool:
+    common = sys.modules.get("kernels._common")  # compile-only mode is set after importing kernels
+    return common is not None and common.is_compile_only()
+
+
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" and not _compile_only():
     raise BackendUnavailableError(
         "the triton backend needs a CUDA GPU or TRITON_INTERPRET=1 (set before start); use --backend torch")
 

@@ -2,6 +2,7 @@
 what-if prediction checked against a real A/B measurement with a deliberately slowed attention."""
 
 import json
+import os
 import statistics
 import time
 from types import SimpleNamespace
@@ -417,3 +418,14 @@ def test_cli_breakdown_without_whatif(tmp_path, capsys, one_thread):
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):
     cfg = write_config(tmp_path)
     assert needle in cli_error(capsys, ["breakdown", "--config", str(cfg), "--context", "16", *extra])
+
+
+def test_kineto_trace_lines_are_dropped_and_other_stderr_kept(capfd):
+    from profiler.breakdown import _without_kineto_trace_lines
+
+    with _without_kineto_trace_lines():
+        os.write(2, b"USDT:2026-11-30 06:39:33 1:1 SyncActivityProfilerHandler.cpp:52] profiler_start\n")
+        os.write(2, b"a real warning\n")
+        os.write(2, b"STAGE:2026-11-30 06:39:33 1:1 Completed Stage: Warm Up\n")
+    err = capfd.readouterr().err
+    assert err == "a real warning\n"

@@ -97,6 +97,7 @@ DECODE_CASES = [
     (7, 1, 113, [113, 5], 128, None, 8),  # GQA 7, more splits than 16-token chunks of some sequences
     (8, 2, 150, [150, 60, 7], 64, 17, 4),  # sliding window
     (2, 2, 40, [40], 256, None, 2),  # head_dim 256
+    (2, 1, 400, [400, 37], 64, None, 20),  # more splits than one 16-wide combine chunk, some empty
 ]
 
 
@@ -152,6 +153,16 @@ def test_gpu_autotune_pruning_fits_shared_memory_at_head_dim_256():
     assert kept and all(2 * 256 * (c.kwargs["BLOCK_M"] + 2 * c.kwargs["BLOCK_N"] * c.num_stages) <= 200 * 1024
                         for c in kept)
     assert len(prune_prefill(PREFILL_CONFIGS, {}, BLOCK_D=64)) == len(PREFILL_CONFIGS)
+    # Register rule (fp32 accumulator + score tile <= 128 values per thread): the 128-row 4-warp tiles
+    # that spilled on sm_90 go at head_dim >= 96; only the 64-row 8-warp tiles are left at 256.
+    for d, dropped in ((128, {(128, 64, 4), (128, 32, 4)}), (256, None)):
+        kept = prune_prefill(PREFILL_CONFIGS, {}, BLOCK_D=d)
+        shapes = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps) for c in kept}
+        assert all(c.kwargs["BLOCK_M"] * (d + c.kwargs["BLOCK_N"]) <= 128 * 32 * c.num_warps for c in kept)
+        if dropped:
+            assert not shapes & dropped and len(kept) == len(PREFILL_CONFIGS) - 2
+        else:
+            assert shapes == {(64, 64, 8), (64, 32, 8)}
     kept = prune_decode(DECODE_CONFIGS, {}, BLOCK_D=256)
     assert kept and max(c.kwargs["BLOCK_N"] * c.num_stages for c in kept) <= 192
     assert all(c.kwargs["BLOCK_N"] >= 16 for c in PREFILL_CONFIGS + DECODE_CONFIGS)
