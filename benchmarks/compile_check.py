@@ -17,10 +17,10 @@ correctness-of-compilation check, not a benchmark.
 Run:  python -m benchmarks.compile_check [--model llama-3.1-8b] [--arch 90] [--dtype bfloat16]
       [--batch-sizes 1,32] [--context 8192] [--square 4096,8192] [--max-configs N] [--json PATH]
 
-It then replays the launches that change from one eager decode step to the next (attention over a
-cache view one position longer, RoPE rows of the next position) for ``--decode-steps`` steps and
-fails if any step after the first compiles a kernel or re-runs the autotuner: on a GPU that would
-stall a timed decode step for up to seconds (kernels.md 2.5 on integer specialisation).
+It then runs ``--decode-steps`` eager decode steps of the real decode model (one layer, triton
+backend) at each batch size and fails if any step after the first compiles a kernel or re-runs the
+autotuner: on a GPU that would stall a timed decode step for up to seconds (kernels.md 2.5 on
+integer specialisation).
 
 Exit status: 0 when every op call compiled, no config failed for a reason other than running out
 of shared memory or threads (such configs are skipped by the autotuner on a real GPU too and are
@@ -309,40 +309,34 @@ def op_cases(cfg, dtype_name: str, batch_sizes: list[int], context: int, square:
 
 def decode_steps_recompiles(cfg, dtype_name: str, batch: int, context: int, steps: int,
                             recorder: Recorder) -> list[str]:
-    """Replay the per-step launches of an eager decode loop that change from step to step, and list
-    every compile or autotune run after the first step (each would stall a timed step on a GPU).
+    """Run ``steps`` eager decode steps of the real decode model (``profiler.model``, triton backend,
+    one layer, dummy weights, CPU tensors) at positions ``context ..``, and list every compile or
+    autotune run after the first step: on a GPU each would stall a timed decode step.
 
-    The model's eager decode step (``profiler.model``) passes attention a cache view ``[B, Hkv,
-    first:pos+1, D]`` that grows by one position per step (and slides with a sliding window), and RoPE
-    the table rows at ``pos``; every other op sees the same shapes and pointers at every step. This
-    replays those two calls for ``steps`` positions after ``context``.
+    From one eager step to the next the attention gets a cache view one position longer (sliding
+    with a window) and RoPE the next table rows; everything else keeps its shapes. No prefill is run:
+    in compile-only mode nothing is computed, so the cache contents do not matter.
     """
     import torch
 
-    from profiler import triton_ops
-    from profiler.model import rope_tables
+    from profiler.backends import resolve
+    from profiler.model import build_model
 
-    dtype = getattr(torch, dtype_name)
-    hq, hkv, d, window = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.sliding_window
-    k_cache = torch.empty(batch, hkv, context + steps, d, dtype=dtype)
-    v_cache = torch.empty_like(k_cache)
-    cos, sin = rope_tables(cfg, context + steps)
-    q = torch.empty(batch, hq, d, dtype=dtype)
-    x = torch.empty(batch, hq, 1, d, dtype=dtype)
+    one_layer = dataclasses.replace(cfg, num_hidden_layers=1)
+    model = build_model(one_layer, dtype=getattr(torch, dtype_name), device="cpu", max_batch_size=batch,
+                        max_seq_len=context + steps, ops=resolve("triton"))
+    tokens = torch.zeros(batch, 1, dtype=torch.long)
     late: list[str] = []
-    for i in range(steps):
-        pos = context + i
-        first = 0 if window is None else max(0, pos + 1 - window)
-        before = (len(recorder.rows), recorder.tunings)
-        recorder.case = f"eager decode step at position {pos} (B={batch})"
-        lens = torch.full((batch,), pos + 1 - first, dtype=torch.int32)
-        triton_ops.attention_decode(q, k_cache[:, :, first:pos + 1], v_cache[:, :, first:pos + 1], lens,
-                                    d ** -0.5, window)
-        triton_ops.rope(x, cos[pos:pos + 1], sin[pos:pos + 1])
-        if i > 0 and (len(recorder.rows), recorder.tunings) != before:
-            new = [f"{r.kernel} {r.config}" for r in recorder.rows[before[0]:]]
-            late.append(f"position {pos}, batch {batch}: "
-                        + (", ".join(new) if new else "autotuner re-ran with already compiled configs"))
+    with torch.no_grad():
+        for i in range(steps):
+            pos = context + i
+            before = (len(recorder.rows), recorder.tunings)
+            recorder.case = f"eager decode step at position {pos} (B={batch})"
+            model(tokens, pos)
+            if i > 0 and (len(recorder.rows), recorder.tunings) != before:
+                new = [f"{r.kernel} {r.config}" for r in recorder.rows[before[0]:]]
+                late.append(f"position {pos}, batch {batch}: "
+                            + (", ".join(new) if new else "autotuner re-ran with already compiled configs"))
     return late
 
 
@@ -402,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"):
             raise CheckError("unset TRITON_INTERPRET: this check compiles for a GPU, not the interpreter")
+        if "kernels" in sys.modules:
+            raise CheckError("run compile_check in a fresh process (the kernels are already imported)")
+        os.environ["TOKENCOST_AUTOTUNE"] = "1"  # every config the autotuner would try (kernels/_common.py)
         if args.context < 1:
             raise CheckError(f"--context must be >= 1, got {args.context}")
         if args.decode_steps < 0:
@@ -421,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckError(str(exc)) from None
         if cfg.is_moe:
             raise CheckError(f"{cfg.name} is a mixture-of-experts config; the decode model is dense only")
+        if args.context + args.decode_steps > cfg.max_position_embeddings:
+            raise CheckError(f"--context {args.context} plus --decode-steps {args.decode_steps} exceeds "
+                             f"{cfg.name}'s max_position_embeddings ({cfg.max_position_embeddings})")
         recorder = Recorder()
         install(args.arch, recorder, args.max_configs)
         cases = op_cases(cfg, args.dtype, batch_sizes, args.context, square)

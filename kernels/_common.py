@@ -21,6 +21,12 @@ _knobs = getattr(triton, "knobs", None)
 _INTERPRET: bool = (bool(_knobs.runtime.interpret) if _knobs is not None
                     else os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"))
 
+# TOKENCOST_AUTOTUNE=0 (read once, here, like TRITON_INTERPRET): on a GPU every launcher uses the
+# first config of its list that survives pruning instead of benchmarking them all. The test suite sets
+# it, because autotuning every test shape compiles hundreds of kernels; each config is then checked on
+# its own (tests/test_kernel_configs.py) and compiled for sm_90 (tests/test_compile_check.py).
+_AUTOTUNE: bool = os.environ.get("TOKENCOST_AUTOTUNE", "1").lower() not in ("0", "false", "off")
+
 FLOAT_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
 
 # Under the interpreter there is no GPU to ask for its SM count; this nominal count keeps the
@@ -205,9 +211,21 @@ def autotune_or_fixed(configs: list[triton.Config], fixed: triton.Config, key: l
                       prune: Callable | None = None) -> Callable:
     """Decorator: ``triton.autotune`` over ``configs`` on a GPU; under the interpreter the single
     ``fixed`` config, because multi-config autotune fails without a GPU driver while a one-config
-    autotune works (kernels.md, section 0, item 2). Launchers therefore always launch through a grid
-    function of ``META`` and never pass tuned parameters themselves."""
+    autotune works (kernels.md, section 0, item 2); with ``TOKENCOST_AUTOTUNE=0`` on a GPU, the first
+    config left by ``prune``. Launchers therefore always launch through a grid function of ``META``
+    and never pass tuned parameters themselves. The wrapped kernel's ``configs`` attribute can be set
+    to one config to force it (tests do, to check each config)."""
     if _INTERPRET:
         return triton.autotune(configs=[fixed], key=key)
+    if not _AUTOTUNE:
+        def first_only(cfgs, named_args, **kwargs):
+            return (prune(cfgs, named_args, **kwargs) if prune is not None else cfgs)[:1]
+
+        return triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": first_only})
     prune_by = {"early_config_prune": prune} if prune is not None else None
     return triton.autotune(configs=configs, key=key, prune_configs_by=prune_by)
+
+
+def autotuning() -> bool:
+    """False when ``TOKENCOST_AUTOTUNE=0`` was set before ``kernels`` was imported."""
+    return _AUTOTUNE

@@ -1,5 +1,6 @@
-"""Test set-up. TRITON_INTERPRET must be set before any module defining Triton kernels is imported,
-so it is set here, at collection time, whenever no CUDA GPU is present."""
+"""Test set-up. TRITON_INTERPRET (and TOKENCOST_AUTOTUNE) must be set before any module defining
+Triton kernels is imported, so they are set here, at collection time: the interpreter whenever no
+CUDA GPU is present."""
 
 import os
 from pathlib import Path
@@ -9,6 +10,9 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# On a GPU: one config per kernel instead of autotuning every test shape (kernels/_common.py); each
+# config is checked on its own in tests/test_kernel_configs.py.
+os.environ.setdefault("TOKENCOST_AUTOTUNE", "0")
 
 # pytest-xdist runs two workers on the two cores: one intra-op thread each (and in the CLI
 # subprocesses they start, through OMP_NUM_THREADS), so OpenMP teams never oversubscribe the cores,

@@ -24,10 +24,11 @@ from tests.tiny import write_config
 REPO = Path(__file__).resolve().parents[1]
 
 # Wide enough that the decode GEMMs split K (K // 2 >= 256) and the attention uses several KV splits;
-# GQA 4 and head_dim 96 (padded to 128); odd context so the cache view is not 16-aligned at first.
-CONFIG = {"hidden_size": 768, "intermediate_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 2,
-          "head_dim": 96, "num_hidden_layers": 1, "vocab_size": 512,
-          "max_position_embeddings": 4096}
+# GQA 4, head_dim 96 (padded to 128), and a sliding window shorter than the context, so that the
+# eager decode steps' cache view both grows and slides.
+CONFIG = {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "hidden_size": 768,
+          "intermediate_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 96,
+          "num_hidden_layers": 1, "vocab_size": 512, "max_position_embeddings": 4096, "sliding_window": 128}
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -54,6 +55,8 @@ def test_every_kernel_compiles_for_sm90(compiled):
     kernels = {r["kernel"] for r in result["kernels"]}
     assert kernels == {"_matmul_kernel", "_splitk_reduce_kernel", "_prefill_kernel", "_decode_split_kernel",
                        "_decode_combine_kernel", "_rmsnorm_kernel", "_rope_kernel", "_swiglu_kernel"}
+    attention = [r["config"] for r in result["kernels"] if r["kernel"] in ("_prefill_kernel", "_decode_split_kernel")]
+    assert attention and all("HAS_WINDOW=True" in c and "HEAD_DIM=96" in c for c in attention)
     limit = TARGETS[90]["max_shared_mem"]
     for row in result["kernels"]:
         assert row["status"] == "ok", row
