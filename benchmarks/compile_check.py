@@ -401,8 +401,16 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TOKENCOST_AUTOTUNE"] = "1"  # every config the autotuner would try (kernels/_common.py)
         if args.context < 1:
             raise CheckError(f"--context must be >= 1, got {args.context}")
-        if args.decode_steps < 0:
-            raise CheckError(f"--decode-steps must be >= 0, got {args.decode_steps}")
+        if args.decode_steps < 0 or args.decode_steps == 1:
+            raise CheckError(f"--decode-steps must be 0 (skip the check) or >= 2 (the first step may compile, "
+                             f"the others must not), got {args.decode_steps}")
+        if args.json:
+            from tokencost.cli.common import check_output_path
+
+            try:
+                check_output_path(args.json, "--json")
+            except ValueError as exc:
+                raise CheckError(str(exc)) from None
         if args.max_configs is not None and args.max_configs < 1:
             raise CheckError(f"--max-configs must be >= 1, got {args.max_configs}")
         batch_sizes = _ints(args.batch_sizes, "batch-sizes")
@@ -458,9 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         "spilling": sum(1 for r in rows if r.stack_bytes), "triton_version": _triton_version(),
     }
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "kernels": [dataclasses.asdict(r) for r in rows],
                        "failed_calls": failures, "decode_steps_that_compiled": late}, f, indent=1)
+    if args.decode_steps == 0:
+        print("warning: eager decode steps not checked (--decode-steps 0)", file=sys.stderr)
     print(json.dumps(summary))
     return 1 if errors or failures or late else 0
 

@@ -12,7 +12,10 @@ Adding a variant of an op is one function and one registration line::
         return torch.nn.functional.silu(gate) * up
 
 after which ``--op swiglu=mine`` (or ``--backend mine`` for every op that has a ``mine`` variant,
-the others falling back to torch) uses it.
+the others falling back to torch) uses it. Before a run measures anything each registered variant
+is called once on small inputs and its output checked against the signature below
+(:func:`profiler.variant_check.check_variants`); an exception it raises later is reported in one
+line naming the op and variant (:func:`variant_in_traceback`).
 
 Op signatures (all tensors on the model's device and dtype unless stated):
 
@@ -120,4 +123,27 @@ def resolve(backend: str = "torch", overrides: dict[str, str] | None = None) -> 
     return Ops(**fns, sources=tuple(chosen.items()))
 
 
-__all__ = ["OP_NAMES", "Ops", "register", "resolve", "available_backends", "BackendUnavailableError"]
+class VariantError(ProfilerError):
+    """A user-registered op variant raised, or returned something other than the op's contract."""
+
+
+def user_variants(ops: Ops) -> dict[str, str]:
+    """Op -> backend for the ops of ``ops`` served by a registered variant rather than the built-in
+    torch or triton backends."""
+    return {op: name for op, name in ops.describe().items() if name not in _LAZY_BACKENDS}
+
+
+def variant_in_traceback(exc: BaseException, ops: Ops) -> str | None:
+    """``"op=backend"`` of the user variant whose code is on ``exc``'s traceback (the innermost such
+    frame), or None: names the culprit of a failure inside a user's kernel at no cost per call."""
+    import traceback
+
+    codes = {getattr(getattr(ops, op), "__code__", None): f"{op}={name}" for op, name in user_variants(ops).items()}
+    found = None
+    for frame, _line in traceback.walk_tb(exc.__traceback__):
+        found = codes.get(frame.f_code, found)
+    return found
+
+
+__all__ = ["OP_NAMES", "Ops", "register", "resolve", "available_backends", "BackendUnavailableError",
+           "VariantError", "user_variants", "variant_in_traceback"]

@@ -437,12 +437,14 @@ def breakdown_point(spec: RunSpec, context_len: int) -> tuple[Breakdown, dict]:
     from profiler.backends import resolve
     from profiler.model import build_model
     from profiler.runner import preflight
+    from profiler.variant_check import check_variants
 
     _check_context(spec.cfg, context_len)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     ops = resolve(spec.backend, dict(spec.op_overrides))
     preflight(dataclasses.replace(spec, prompt_len=context_len - 1, gen_len=2), device, dtype)  # fits in memory?
+    check_variants(ops, spec.cfg, device, dtype)
     model = build_model(spec.cfg, dtype=dtype, device=device, max_batch_size=spec.batch_size,
                         max_seq_len=context_len, ops=ops, seed=spec.seed, weights_dir=spec.weights_dir)
     result = profile_decode(model, spec.batch_size, context_len, steps=spec.gen_len,

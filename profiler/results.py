@@ -14,7 +14,8 @@ Record kinds (the ``kind`` key; a record without it is read as ``"run"``):
 - ``"breakdown"``: one op class of a profiled decode step: op_class, time_s and/or share (0..1).
 
 Writes are append-only, flushed and fsynced per record, so a crash loses at most the line being
-written; :func:`read_records` drops such a truncated last line with a warning.
+written; :func:`read_records` drops such a truncated last line (one without its newline) with a
+warning, and refuses any other line that does not parse.
 """
 
 from __future__ import annotations
@@ -82,36 +83,60 @@ def append_result(path: str | os.PathLike, record: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def _parse_line(path: Path, number: int, line: str, is_last: bool) -> dict | None:
+def _not_jsonl(path: Path, text: str, detail: str) -> ProfilerError:
+    """The error for an unparsable line: a whole-file JSON document (another command's --json output)
+    is named as such, anything else is corruption."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return ProfilerError(detail)
+    return ProfilerError(f"{path} is a single JSON document ({type(doc).__name__}), not a JSONL results file "
+                         "(one JSON object per line, as written by --out)")
+
+
+def _parse_line(path: Path, number: int, line: str, torn: bool, text: str) -> dict | None:
+    """One record; None for a torn last line (no trailing newline: an interrupted write), with a warning."""
     try:
         obj = json.loads(line)
     except ValueError:
-        if is_last:
-            warnings.warn(f"{path}:{number}: ignoring a truncated last line (interrupted write?)", stacklevel=3)
+        if torn:
+            warnings.warn(f"{path}:{number}: ignoring a truncated last line (no trailing newline: an interrupted "
+                          "write)", stacklevel=4)
             return None
-        raise ProfilerError(f"{path}:{number}: not valid JSON (the file is corrupt, not just truncated)") from None
+        raise _not_jsonl(path, text, f"{path}:{number}: not valid JSON (the file is corrupt)") from None
     if not isinstance(obj, dict):
-        raise ProfilerError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+        raise _not_jsonl(path, text, f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
     return obj
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """All records of a JSONL results file, in file order.
+def read_numbered_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """(line number, record) for every record of a JSONL results file, in file order.
 
-    A final line that does not parse (a crash mid-write) is skipped with a warning; an unparsable
-    line anywhere else raises ProfilerError, as does a missing file.
+    Only a last line without its trailing newline (a crash mid-write) may fail to parse: it is
+    skipped with a warning. Any other unparsable or non-object line raises ProfilerError, as does a
+    missing or non-UTF-8 file; a file that is one JSON document (e.g. a --json output) is named so.
     """
     path = Path(path)
     if not path.is_file():
         raise ProfilerError(f"results file not found: {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProfilerError(f"{path} is not a UTF-8 text file (a JSONL results file is expected)") from None
+    lines = text.splitlines()
     numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+    unterminated = not text.endswith("\n")
     records = []
-    for pos, (number, line) in enumerate(numbered):
-        obj = _parse_line(path, number, line, is_last=pos == len(numbered) - 1)
+    for number, line in numbered:
+        obj = _parse_line(path, number, line, unterminated and number == len(lines), text)
         if obj is not None:
-            records.append(obj)
+            records.append((number, obj))
     return records
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """All records of a JSONL results file, in file order (see :func:`read_numbered_records`)."""
+    return [record for _, record in read_numbered_records(path)]
 
 
 def settings_key(settings: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import datetime as _dt
 import torch
 
 from profiler import roofline
+from profiler.backends import VariantError, variant_in_traceback
 from profiler.config import ModelConfig
 from profiler.errors import ProfilerError
 from profiler.measure import DecodeSettings, ProgressFn, measure_decode
@@ -118,11 +119,13 @@ def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype, reuse: "M
     """
     from profiler.backends import resolve
     from profiler.model import build_model
+    from profiler.variant_check import check_variants
 
     ops = resolve(spec.backend, dict(spec.op_overrides))
     seq_len = spec.settings().seq_len
     pooled = reuse.get(spec, device, dtype) if reuse is not None else None
     preflight(spec, device, dtype, weights_resident=pooled is not None)
+    check_variants(ops, spec.cfg, device, dtype)
     if reuse is not None:
         model = pooled
         if model is not None:
@@ -211,6 +214,18 @@ def interpreter_warnings(ops: dict[str, str], device: torch.device) -> list[str]
             "correctness: these timings and the $/Mtok from them are not the kernels' performance"]
 
 
+# Below this many decode steps a p90 is (nearly) the slowest step: interpolated between the top two.
+_MIN_STEPS_FOR_P90 = 10
+
+
+def tail_sample_warnings(n_steps: int) -> list[str]:
+    """A p90 (and p99) of fewer than 10 decode steps is the slowest step in all but name: say so."""
+    if n_steps >= _MIN_STEPS_FOR_P90:
+        return []
+    return [f"TPOT p90 and p99 come from only {n_steps} decode step(s): they are (close to) the slowest step, "
+            f"not a tail estimate; use --gen-len >= {_MIN_STEPS_FOR_P90 + 1}"]
+
+
 def energy_fields(m, batch_size: int) -> dict:
     """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
     mon = m.gpu_monitor or {}
@@ -234,6 +249,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     Raises:
         ProfilerError: bad sizes, positions past the model's limit, unavailable device/backend, or a
             point that cannot fit in memory (:func:`preflight`, run by :func:`build_for`).
+        VariantError: a user's op variant failed its probe call or raised while measuring.
     """
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
@@ -243,7 +259,15 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
 
         env = collect_env(device)
     model, ops = build_for(spec, device, dtype, reuse)
-    m = measure_decode(model, spec.settings(), progress=progress, cuda_graph=spec.cuda_graph)
+    try:
+        m = measure_decode(model, spec.settings(), progress=progress, cuda_graph=spec.cuda_graph)
+    except ProfilerError:
+        raise
+    except Exception as exc:  # a user's variant failing mid-run: one line naming it, not a traceback
+        culprit = variant_in_traceback(exc, ops)
+        if culprit is None:
+            raise
+        raise VariantError(f"op {culprit} raised {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
     record = {
         "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),
         "dtype": str(dtype).removeprefix("torch."), "backend": spec.backend, "ops": ops.describe(),
@@ -263,6 +287,6 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
     record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
-                          + interpreter_warnings(ops.describe(), device))
+                          + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n))
     record["env"] = env
     return record

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from profiler.errors import ProfilerError
 from profiler.memory import InsufficientMemoryError
-from profiler.results import append_result, completed_keys, settings_key
+from profiler.results import append_result, completed_keys, read_records, settings_key
 from profiler.runner import RunSpec
 
 MeasureFn = Callable[[RunSpec], dict]
@@ -49,6 +49,71 @@ def plan_points(base: RunSpec, batch_sizes: Iterable[int], context_lens: Iterabl
         raise ProfilerError("batch sizes, context lengths and repeats must be positive")
     return [SweepPoint(dataclasses.replace(base, batch_size=b, prompt_len=c), r)
             for c in context_lens for b in batch_sizes for r in range(repeats)]
+
+
+def _positions_error(points: list[SweepPoint]) -> ProfilerError | None:
+    """Context lengths whose prompt plus generated tokens pass the model's positions, in the sweep's
+    own terms (context length + gen-len)."""
+    cfg, gen = points[0].spec.cfg, points[0].spec.gen_len
+    limit = cfg.max_position_embeddings
+    bad = sorted({p.spec.prompt_len for p in points if p.spec.prompt_len + p.spec.gen_len > limit})
+    if not bad:
+        return None
+    what = (f"context length {bad[0]} + gen-len {gen} = {bad[0] + gen} exceeds" if len(bad) == 1 else
+            f"context lengths {', '.join(map(str, bad))} + gen-len {gen} exceed")
+    hint = (f"the largest context length that fits with this gen-len is {limit - gen}" if limit - gen >= 1
+            else f"gen-len must be below {limit}")
+    return ProfilerError(f"{what} {cfg.name}'s max_position_embeddings ({limit}); {hint}")
+
+
+def check_grid(points: list[SweepPoint], device, dtype) -> dict[tuple[int, int], str]:
+    """Check every point before anything is measured: sizes, positions, backend and config, then the
+    memory estimate. Returns ``{(batch_size, prompt_len): reason}`` for the points whose estimate
+    exceeds the device's free memory now (they are recorded as skipped, not measured).
+
+    Raises:
+        ProfilerError: a point that can never run (context length + gen-len past the model's
+            positions, a bad size, an unknown backend, a config the decode model cannot build,
+            --cuda-graph off CUDA), or no point estimated to fit in memory.
+    """
+    from profiler.backends import resolve
+    from profiler.runner import check_cuda_graph, preflight
+
+    if not points:
+        raise ProfilerError("a sweep needs at least one point")
+    error = _positions_error(points)
+    if error is not None:
+        raise error
+    base = points[0].spec
+    check_cuda_graph(base, device)
+    resolve(base.backend, dict(base.op_overrides))
+    specs = {(p.spec.batch_size, p.spec.prompt_len): p.spec for p in points}
+    skips: dict[tuple[int, int], str] = {}
+    for size, spec in specs.items():
+        try:
+            preflight(spec, device, dtype)  # sizes, positions, config, and the memory estimate
+        except InsufficientMemoryError as exc:
+            skips[size] = str(exc)
+    if skips and len(skips) == len(specs):
+        smallest = min(skips, key=lambda bc: bc[0] * bc[1])
+        raise InsufficientMemoryError(f"no point of the sweep fits in memory; the smallest: {skips[smallest]}")
+    return skips
+
+
+def points_in_file(path: str | os.PathLike, points: list[SweepPoint]) -> int:
+    """How many records of ``path`` (0 for a missing file) belong to ``points`` (same settings key)."""
+    if not os.path.exists(path):
+        return 0
+    wanted = {settings_key(p.settings()) for p in points}
+    return sum(1 for r in read_records(path) if r.get("settings_key") in wanted)
+
+
+def latest_records(records: list[dict], points: list[SweepPoint]) -> list[dict]:
+    """The newest record (last in file order) of each of ``points``: what one sweep measured, even in
+    a file that also holds other sweeps or an earlier measurement of the same points."""
+    wanted = {settings_key(p.settings()) for p in points}
+    latest = {r["settings_key"]: r for r in records if r.get("settings_key") in wanted}
+    return list(latest.values())
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

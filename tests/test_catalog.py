@@ -182,6 +182,8 @@ def test_user_gpu_spec_and_its_price(tmp_path):
     ("x,AWS,h100-sxm,on-demand,,,0,src,2026", "must be a positive finite number"),
     ("x,AWS,h100-sxm,on-demand,,,nan,src,2026", "must be a positive finite number"),
     ("x,AWS,h100-sxm,on-demand,,,inf,src,2026", "must be a positive finite number"),
+    ("x,AWS,h100-sxm,on-demand,,,1e308,src,2026", "'usd_per_gpu_hour' must be at most 1,000,000"),
+    ("x,AWS,h100-sxm,on-demand,2e6,8,,src,2026", "'usd_per_instance_hour' must be at most 1,000,000"),
     ("x,AWS,h100-sxm,on-demand,10,8,2.0,src,2026", "not both"),
     ("x,AWS,h100-sxm,on-demand,10,,,src,2026", "needs gpus_per_instance"),
     ("x,AWS,h100-sxm,on-demand,10,2.5,,src,2026", "must be a whole number"),
@@ -193,6 +195,13 @@ def test_user_gpu_spec_and_its_price(tmp_path):
 def test_bad_user_rows_are_clear_errors(tmp_path, row, message):
     path = _write(tmp_path, "bad.csv", PRICE_HEADER + row + "\n")
     with pytest.raises(CostError, match=message):
+        load_catalog([path])
+
+
+def test_api_price_over_the_bound_is_refused(tmp_path):
+    path = _write(tmp_path, "api.csv", "name,model,provider,usd_per_mtok_input,usd_per_mtok_output,source,date\n"
+                                       "x,Llama 3.1 8B,Me,0.1,1e300,src,2026\n")
+    with pytest.raises(CostError, match="'usd_per_mtok_output' must be at most 1,000,000"):
         load_catalog([path])
 
 

@@ -15,6 +15,7 @@ import pytest
 from tokencost import catalog as catalog_mod
 from tokencost.catalog import PRECISIONS, load_catalog
 from tokencost.claims import PRECISION_BYTES, Claim, check_all, check_claim, load_claims, normalise
+from tests.cli_helpers import cli_error
 from tokencost.cli import main
 from tokencost.errors import CostError
 from tokencost.prices import price_from_name
@@ -117,6 +118,25 @@ def test_unknown_model_and_gpu_are_not_guessed():
     assert v.status == "unknown-gpu" and v.bound is None and v.usd_per_gpu_hour is None
     v = check_claim(_claim(precision=None))
     assert v.status == "incomplete" and "precision" in v.reason
+
+
+def test_request_longer_than_the_model_is_invalid(capsys):
+    # Llama-3.1-8B has max_position_embeddings 131072 (its config.json, shared/reference/model-configs).
+    with pytest.raises(CostError, match="131073 tokens exceeds llama-3.1-8b's max_position_embeddings 131072"):
+        check_claim(_claim(input_len=131_072, output_len=1))
+    assert check_claim(_claim(input_len=131_071, output_len=1, batch_size=1)).bound is not None  # exactly fits
+    err = cli_error(capsys, ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--precision", "bf16",
+                             "--tok-per-s", "10", "--input-len", "200000"])
+    assert "max_position_embeddings 131072" in err
+
+
+def test_claim_prices_are_bounded():
+    with pytest.raises(CostError, match="price_usd_per_gpu_hour must be at most"):
+        check_claim(_claim(price_usd_per_gpu_hour=1e308))
+    with pytest.raises(CostError, match="stated_usd_per_mtok must be at most"):
+        check_claim(_claim(stated_usd_per_mtok=1e308))
+    with pytest.raises(CostError, match="at most"):
+        check_claim(_claim(), usd_per_gpu_hour=1e308)
 
 
 def test_unit_normalisation():

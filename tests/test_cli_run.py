@@ -67,6 +67,10 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     (["run", "--price-per-gpu-hour", "2", "--price-from", "aws-p5.4xlarge-on-demand"], "give one price"),
     (["run", "--model", ""], "--model"),
     (["run", "--json", "/"], "is a directory"),
+    (["run", "--out", "/proc/no-such.jsonl"], "cannot write"),
+    (["run", "--weights", "/nonexistent-checkpoint"], "no such directory"),  # a folder nothing can be created in
+    (["kernels", "--csv", "/proc/x.csv"], "cannot write"),
+    (["compare", "--backend", "torch", "--json", "/proc/x.json"], "cannot write"),
     (["run", "--out", ""], "empty"),
     (["sweep", "--out", "/"], "is a directory"),
     (["sweep", "--out", "s.jsonl", "--batch-sizes", "1,,2"], "batch-sizes"),

@@ -13,15 +13,36 @@ from tokencost.cli.plugins import load_plugin
 
 
 def test_differences_are_ratios_and_percent_changes():
-    base = {"backend": "torch", "output_tok_per_s": 100.0, "tpot_s": 0.02, "usd_per_mtok_output": 5.0, "mbu": 0.5}
-    fast = {"backend": "x", "output_tok_per_s": 125.0, "tpot_s": 0.016, "usd_per_mtok_output": 4.0, "mbu": None}
+    base = {"backend": "torch", "output_tok_per_s": 100.0, "tpot_s": 0.02, "usd_per_mtok_output": 5.0, "mbu": 0.5,
+            "ttft_s": 0.1, "step_times_s": [0.019, 0.020, 0.020, 0.021, 0.020]}
+    fast = {"backend": "x", "output_tok_per_s": 125.0, "tpot_s": 0.016, "usd_per_mtok_output": 4.0, "mbu": None,
+            "ttft_s": 0.08, "step_times_s": [0.016, 0.0161, 0.0159, 0.016, 0.016]}
     d = differences([base, fast])["x"]
-    assert d["output_tok_per_s"] == {"ratio": pytest.approx(1.25), "pct_change": pytest.approx(25.0)}
+    assert d["output_tok_per_s"]["ratio"] == pytest.approx(1.25)
+    assert d["output_tok_per_s"]["pct_change"] == pytest.approx(25.0)
     assert d["tpot_s"]["ratio"] == pytest.approx(0.8) and d["tpot_s"]["pct_change"] == pytest.approx(-20.0)
     assert d["usd_per_mtok_output"]["pct_change"] == pytest.approx(-20.0)
-    assert d["mbu"] == {"ratio": None, "pct_change": None}  # a missing value is not a number
-    assert d["ttft_s"] == {"ratio": None, "pct_change": None}
+    assert d["mbu"]["ratio"] is None and d["mbu"]["pct_change"] is None  # a missing value is not a number
     assert set(d) == {key for key, *_ in METRICS}
+    # Noise = the larger relative IQR of the two backends' step times: both quartiles equal here.
+    assert d["tpot_s"]["noise_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert d["output_tok_per_s"]["verdict"] == "better" and d["tpot_s"]["verdict"] == "better"
+    assert d["usd_per_mtok_output"]["verdict"] == "better"
+    assert d["ttft_s"]["verdict"] == "one sample each" and d["ttft_s"]["noise_pct"] is None
+    assert d["mbu"]["verdict"] == "n/a"
+
+
+def test_a_difference_inside_the_step_noise_is_not_called_better():
+    steps = [0.018, 0.019, 0.020, 0.021, 0.022, 0.020]  # IQR / median = (0.02075 - 0.01925) / 0.02 = 7.5 %
+    base = {"backend": "torch", "tpot_s": 0.020, "output_tok_per_s": 50.0, "step_times_s": steps}
+    near = {"backend": "x", "tpot_s": 0.0195, "output_tok_per_s": 51.3, "step_times_s": steps}
+    far = {"backend": "y", "tpot_s": 0.025, "output_tok_per_s": 40.0, "step_times_s": steps}
+    d = differences([base, near, far])
+    assert d["x"]["tpot_s"]["noise_pct"] == pytest.approx(7.5)
+    assert d["x"]["tpot_s"]["verdict"] == "within noise"
+    assert d["y"]["tpot_s"]["verdict"] == "worse" and d["y"]["output_tok_per_s"]["verdict"] == "worse"
+    few = dict(near, step_times_s=steps[:3])
+    assert differences([base, few])["x"]["tpot_s"]["verdict"] == "too few decode steps"
 
 
 def test_compare_torch_vs_triton_end_to_end(tmp_path, capsys):

@@ -82,6 +82,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "--context" in proc.stderr
     proc = _run(["--model", "no-such-model"], tmp_path)
     assert proc.returncode == 2 and "no-such-model" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run(["--decode-steps", "1"], tmp_path)
+    assert proc.returncode == 2 and "--decode-steps" in proc.stderr
+    proc = _run(["--json", "/proc/x.json"], tmp_path)  # refused before compiling anything
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_refuses_to_run_under_the_interpreter(tmp_path):

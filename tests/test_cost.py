@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from tokencost.cost import (billed_seconds, blended_usd_per_mtok, effective_cost, hourly_price_for_throughput,
-                            output_tok_per_s, request_cost, tok_per_s_for_usd_per_mtok, usd_per_gpu_hour_from_instance,
-                            usd_per_mtok)
+from tokencost.cost import (MAX_USD_PER_HOUR, billed_seconds, blended_usd_per_mtok, check_usd_per_hour,
+                            check_usd_per_mtok, effective_cost, hourly_price_for_throughput, output_tok_per_s,
+                            request_cost, tok_per_s_for_usd_per_mtok, usd_per_gpu_hour_from_instance, usd_per_mtok)
 from tokencost.errors import CostError
 
 
@@ -126,3 +126,27 @@ def test_billing_rounding_tolerates_float_noise():
 def test_effective_cost_rejects_bad_inputs(kwargs, message):
     with pytest.raises(CostError, match=message):
         effective_cost(**{"usd_per_hour": 2.0, "tok_per_s": 100.0, "tokens": 1000, **kwargs})
+
+
+def test_price_bounds():
+    assert check_usd_per_hour("p", MAX_USD_PER_HOUR) == MAX_USD_PER_HOUR and check_usd_per_mtok("p", 600.0) == 600.0
+    for check, value in ((check_usd_per_hour, 1e308), (check_usd_per_hour, 2e6), (check_usd_per_mtok, 1e7)):
+        with pytest.raises(CostError, match="must be at most 1,000,000"):
+            check("--price", value)
+    with pytest.raises(CostError, match="positive finite"):
+        check_usd_per_hour("--price", math.inf)
+
+
+def test_overflowing_results_are_errors_not_inf_or_nan():
+    # 1e308 $/hour: the billed job cost overflows to inf, and inf / inf would be a NaN overhead ratio.
+    with pytest.raises(CostError, match="not a finite number"):
+        effective_cost(1e308, 1.4, 1e6, utilization=0.5)
+    with pytest.raises(CostError, match="not a finite number"):
+        usd_per_mtok(2.0, 5e-324)  # a denormal throughput: the $/Mtok overflows
+    with pytest.raises(CostError, match="not a finite number"):
+        request_cost(1e308, prefill_s=100.0, decode_step_s=100.0, batch_size=1, input_len=1, output_len=1)
+    from tokencost.breakeven import breakeven_utilization
+    from tokencost.prices import api_price_from_name
+
+    with pytest.raises(CostError, match="not a finite number"):
+        breakeven_utilization(1e308, 1e-3, 10, 10, api_price_from_name("groq-llama-3.1-8b-instant"))

@@ -68,6 +68,20 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
         read_records(path)
 
 
+def test_invalid_last_line_with_its_newline_is_corrupt_not_truncated(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(_run("a", 1)) + "\n{broken\n")
+    with pytest.raises(ProfilerError, match=":2: not valid JSON"):
+        read_records(path)
+
+
+def test_a_json_document_is_named_as_not_jsonl(tmp_path):
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"rows": [1, 2]}, indent=2))
+    with pytest.raises(ProfilerError, match="single JSON document.*not a JSONL results file"):
+        read_records(path)
+
+
 def test_non_object_line_is_an_error(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text("[1, 2]\n")

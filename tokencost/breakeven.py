@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tokencost.cost import SECONDS_PER_HOUR, TOKENS_PER_MTOK, _count, _positive
+from tokencost.cost import SECONDS_PER_HOUR, TOKENS_PER_MTOK, _count, _finite, _positive
 from tokencost.errors import CostError
 from tokencost.prices import ApiPrice
 
@@ -40,7 +40,8 @@ def breakeven_utilization(usd_per_gpu_hour: float, output_tok_per_s: float, inpu
     ``usd_per_gpu_hour`` costs the same per request as ``api`` (formula in the module docstring).
 
     Raises:
-        CostError: non-positive price, throughput or lengths (``input_len`` may be 0).
+        CostError: non-positive price, throughput or lengths (``input_len`` may be 0), or a result that
+            overflows.
     """
     price = _positive("usd_per_gpu_hour", usd_per_gpu_hour)
     rate = _positive("output_tok_per_s", output_tok_per_s)
@@ -49,7 +50,7 @@ def breakeven_utilization(usd_per_gpu_hour: float, output_tok_per_s: float, inpu
     o = _count("output_len", output_len)
     selfhost = price * (o / rate) / SECONDS_PER_HOUR
     api_cost = (input_len * api.usd_per_mtok_input + o * api.usd_per_mtok_output) / TOKENS_PER_MTOK
-    utilization = selfhost / api_cost
+    utilization = _finite("break-even utilization", selfhost / _finite("API $/request", api_cost))
     return BreakEven(utilization=utilization, breaks_even=utilization <= 1.0,
                      selfhost_usd_per_request_full_use=selfhost, api_usd_per_request=api_cost,
                      selfhost_usd_per_mtok_output_full_use=selfhost / o * TOKENS_PER_MTOK, api_name=api.name)

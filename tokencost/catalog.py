@@ -9,7 +9,8 @@ built-in rows.
 
 Every problem is a :class:`~tokencost.errors.CostError` naming the file, the row (line number) and the
 column: unknown or missing columns, a missing source or date, a number that is not a positive finite
-number, an unknown choice, a price row that mixes per-instance and per-GPU units.
+number, a price above its generous bound (``tokencost.cost.MAX_USD_PER_HOUR``, ``MAX_USD_PER_MTOK``),
+an unknown choice, a price row that mixes per-instance and per-GPU units.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tokencost.cost import MAX_USD_PER_HOUR, MAX_USD_PER_MTOK
 from tokencost.errors import CostError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -37,12 +39,14 @@ _TRUE, _FALSE = ("yes", "true", "1"), ("", "no", "false", "0")
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """One CSV column: ``kind`` is text, positive, non_negative, int, bool or choice."""
+    """One CSV column: ``kind`` is text, positive, non_negative, int, bool or choice; ``maximum``: the
+    largest value a number may take (prices: ``tokencost.cost.MAX_USD_PER_HOUR`` / ``MAX_USD_PER_MTOK``)."""
 
     name: str
     kind: str = "text"
     required: bool = False
     choices: tuple[str, ...] = ()
+    maximum: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,14 @@ class Schema:
 
 def _src_date() -> tuple[Column, Column]:
     return Column("source", required=True), Column("date", required=True)
+
+
+def _usd_per_hour(name: str, required: bool = False) -> Column:
+    return Column(name, "positive", required, maximum=MAX_USD_PER_HOUR)
+
+
+def _usd_per_mtok(name: str, required: bool = False) -> Column:
+    return Column(name, "positive", required, maximum=MAX_USD_PER_MTOK)
 
 
 def _check_price_row(row: dict) -> str | None:
@@ -105,20 +117,20 @@ SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
         *_src_date(), Column("note"))),
     Schema("prices", "prices.csv", ("name",), (
         Column("name", required=True), Column("provider", required=True), Column("gpu", required=True),
-        Column("tier", "choice", True, PRICE_TIERS), Column("usd_per_instance_hour", "positive"),
-        Column("gpus_per_instance", "int"), Column("usd_per_gpu_hour", "positive"), Column("region"),
+        Column("tier", "choice", True, PRICE_TIERS), _usd_per_hour("usd_per_instance_hour"),
+        Column("gpus_per_instance", "int"), _usd_per_hour("usd_per_gpu_hour"), Column("region"),
         Column("is_default", "bool"), *_src_date(), Column("note")),
         _check_price_row, ("gpu",)),
     Schema("cpu_prices", "cpu_prices.csv", ("name",), (
         Column("name", required=True), Column("provider", required=True), Column("instance", required=True),
         Column("vcpus_per_instance", "int", True), Column("tier", "choice", True, PRICE_TIERS),
-        Column("usd_per_instance_hour", "positive", True), Column("region"), Column("is_default", "bool"),
+        _usd_per_hour("usd_per_instance_hour", True), Column("region"), Column("is_default", "bool"),
         *_src_date(), Column("note")),
         None, ()),
     Schema("api_prices", "api_prices.csv", ("name",), (
         Column("name", required=True), Column("model", required=True), Column("provider", required=True),
-        Column("variant"), Column("usd_per_mtok_input", "positive", True),
-        Column("usd_per_mtok_output", "positive", True), *_src_date(), Column("note"))),
+        Column("variant"), _usd_per_mtok("usd_per_mtok_input", True),
+        _usd_per_mtok("usd_per_mtok_output", True), *_src_date(), Column("note"))),
     Schema("tco_defaults", "tco_defaults.csv", ("parameter", "gpu"), (
         Column("parameter", "choice", True, TCO_PARAMETERS), Column("gpu"),
         Column("value", "non_negative", True), Column("unit", required=True), *_src_date(), Column("note")),
@@ -130,7 +142,7 @@ SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
         Column("concurrency", "int"), Column("input_len", "int"), Column("output_len", "int"),
         Column("tok_per_s", "positive", True), Column("unit", "choice", True, ("per-gpu", "per-node")),
         Column("tokens", "choice", True, ("output", "total", "unstated")),
-        Column("price_usd_per_gpu_hour", "positive"), Column("stated_usd_per_mtok", "positive"),
+        _usd_per_hour("price_usd_per_gpu_hour"), _usd_per_mtok("stated_usd_per_mtok"),
         *_src_date(), Column("note")),
         _check_claim_row),
 )}
@@ -178,6 +190,8 @@ def _parse_number(col: Column, text: str, where: str) -> float | int:
     if not math.isfinite(value) or value < 0 or (value == 0 and col.kind != "non_negative"):
         need = "a finite number >= 0" if col.kind == "non_negative" else "a positive finite number"
         raise CostError(f"{where}: column {col.name!r} must be {need}, got {text!r}")
+    if col.maximum is not None and value > col.maximum:
+        raise CostError(f"{where}: column {col.name!r} must be at most {col.maximum:,.0f}, got {text!r}")
     return value
 
 

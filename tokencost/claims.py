@@ -19,7 +19,8 @@ it counts (claims.md §1). Checking follows claims.md §2:
    20% suggests a wrong code path or a unit slip (claims.md §2, step 4).
 
 A model without a preset is reported as "model not in catalog", a GPU missing from the spec table as
-"unknown GPU": nothing is guessed.
+"unknown GPU": nothing is guessed. A request longer than the model's ``max_position_embeddings`` is an
+invalid setup (CostError), not a claim to bound.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from profiler.presets import get_preset, preset_names
 from profiler.roofline import (decode_bytes_per_step, decode_flops_per_token, kv_bytes_per_token, kv_tokens_read,
                                param_count, prefill_flops)
 from tokencost.catalog import PRECISIONS, Catalog, resolve
-from tokencost.cost import output_tok_per_s, tok_per_s_for_usd_per_mtok, usd_per_mtok
+from tokencost.cost import (check_usd_per_hour, check_usd_per_mtok, output_tok_per_s, tok_per_s_for_usd_per_mtok,
+                            usd_per_mtok)
 from tokencost.errors import CostError
 from tokencost.hardware import GpuSpec, lookup_gpu
 from tokencost.prices import default_price_for_device
@@ -130,7 +132,7 @@ def validate_claim(claim: Claim) -> None:
 
     Raises:
         CostError: a non-positive number, an unknown unit, token type or precision, batch and
-            concurrency both given.
+            concurrency both given, a price over ``tokencost.cost.MAX_USD_PER_HOUR``/``MAX_USD_PER_MTOK``.
     """
     ints = {"gpus": claim.gpus, "batch_size": claim.batch_size, "concurrency": claim.concurrency,
             "input_len": claim.input_len, "output_len": claim.output_len}
@@ -149,6 +151,10 @@ def validate_claim(claim: Claim) -> None:
         raise CostError(f"claim {claim.claim_id}: give batch size or concurrency, not both")
     if not (isinstance(claim.tok_per_s, (int, float)) and math.isfinite(claim.tok_per_s) and claim.tok_per_s > 0):
         raise CostError(f"claim {claim.claim_id}: tok_per_s must be a positive finite number, got {claim.tok_per_s!r}")
+    if claim.price_usd_per_gpu_hour is not None:
+        check_usd_per_hour(f"claim {claim.claim_id}: price_usd_per_gpu_hour", claim.price_usd_per_gpu_hour)
+    if claim.stated_usd_per_mtok is not None:
+        check_usd_per_mtok(f"claim {claim.claim_id}: stated_usd_per_mtok", claim.stated_usd_per_mtok)
 
 
 def normalise(claim: Claim) -> tuple[float, float]:
@@ -291,16 +297,20 @@ def check_claim(claim: Claim, usd_per_gpu_hour: float | None = None, price_sourc
     default on-demand price for its GPU, else none ($/Mtok left empty).
 
     Raises:
-        CostError: invalid fields or mixed units (total tokens without lengths).
+        CostError: invalid fields, mixed units (total tokens without lengths), a request longer than the
+            model's ``max_position_embeddings``, or a price over ``tokencost.cost.MAX_USD_PER_HOUR``.
         ConfigError: an unreadable ``config_path``.
     """
     validate_claim(claim)
     cat = resolve(catalog)
     per_gpu, out_per_gpu = normalise(claim)
     spec, cfg = lookup_gpu(claim.gpu, cat), resolve_model(claim)
+    _check_context(claim, cfg)
     price, source = _price(claim, spec, usd_per_gpu_hour, price_source, cat)
+    if price is not None:
+        check_usd_per_hour("price per GPU-hour", price)
     common = dict(claim=claim, claimed_tok_per_s_per_gpu=per_gpu, claimed_output_tok_per_s_per_gpu=out_per_gpu,
-                  usd_per_gpu_hour=price, price_source=source, notes=_notes(claim) + _context_note(claim, cfg),
+                  usd_per_gpu_hour=price, price_source=source, notes=_notes(claim),
                   **_cost_fields(claim, per_gpu, out_per_gpu, price))
     missing = _missing(claim, cfg, spec)
     if missing is not None:
@@ -332,11 +342,16 @@ def _notes(claim: Claim) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _context_note(claim: Claim, cfg: ModelConfig | None) -> tuple[str, ...]:
+def _check_context(claim: Claim, cfg: ModelConfig | None) -> None:
+    """A request longer than the model's positions is an invalid setup, not a claim to bound.
+
+    Raises:
+        CostError: input + output length over ``cfg.max_position_embeddings``.
+    """
     length = (claim.input_len or 0) + (claim.output_len or 0)
-    if cfg is None or length <= cfg.max_position_embeddings:
-        return ()
-    return (f"input + output = {length} tokens exceeds the model's {cfg.max_position_embeddings} positions",)
+    if cfg is not None and length > cfg.max_position_embeddings:
+        raise CostError(f"claim {claim.claim_id}: input + output = {length} tokens exceeds {cfg.name}'s "
+                        f"max_position_embeddings {cfg.max_position_embeddings}")
 
 
 def claim_from_row(row: dict) -> Claim:
@@ -351,11 +366,11 @@ def load_claims(catalog: Catalog | None = None) -> list[Claim]:
 
 
 def check_all(usd_per_gpu_hour: float | None = None, price_source: str | None = None,
-              catalog: Catalog | None = None) -> list[Verdict]:
-    """Check every catalog claim; a claim whose fields are inconsistent is reported as "invalid"
-    with the error message instead of stopping the batch."""
+              catalog: Catalog | None = None, claims: list[Claim] | None = None) -> list[Verdict]:
+    """Check every catalog claim (or only ``claims``); a claim whose fields are inconsistent is reported
+    as "invalid" with the error message instead of stopping the batch."""
     verdicts = []
-    for claim in load_claims(catalog):
+    for claim in load_claims(catalog) if claims is None else claims:
         try:
             verdicts.append(check_claim(claim, usd_per_gpu_hour, price_source, catalog))
         except (CostError, ConfigError) as exc:

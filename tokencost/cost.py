@@ -10,8 +10,8 @@ steps, so input and output are never each charged the whole GPU-hour (claims.md 
 inferecon.com/assumptions). Utilisation, billing granularity and spin-up turn the peak $/Mtok into
 an effective one (softwareseni.com: cost per utilised hour = hourly cost ÷ utilisation).
 
-Every function raises :class:`~tokencost.errors.CostError` for non-positive or non-finite inputs and for
-mixed units.
+Every function raises :class:`~tokencost.errors.CostError` for non-positive or non-finite inputs, for
+mixed units, and for a result that overflows (a cost is never inf or NaN).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from tokencost.errors import CostError
 SECONDS_PER_HOUR = 3600.0
 TOKENS_PER_MTOK = 1e6
 BILLING_GRANULARITY_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+# Generous upper bounds on a price given by a user or a catalog row, far above real prices (the dearest
+# rows of prices.md: p5.48xlarge at $98.32/instance-hour before June 2025, §2; $8/Mtok output, §6). They
+# only keep the cost arithmetic finite: 1e308 $/hour overflows to inf, and inf / inf is NaN.
+MAX_USD_PER_HOUR = 1e6
+MAX_USD_PER_MTOK = 1e6
 
 
 def _positive(name: str, value: float) -> float:
@@ -50,6 +55,36 @@ def _count(name: str, value: int) -> int:
     return value
 
 
+def check_usd_per_hour(name: str, value: float) -> float:
+    """``value`` as an hourly price ($/GPU-, vCPU- or instance-hour): positive, finite, at most
+    :data:`MAX_USD_PER_HOUR`.
+
+    Raises:
+        CostError: otherwise (the message names ``name``, e.g. the CLI option).
+    """
+    if _positive(name, value) > MAX_USD_PER_HOUR:
+        raise CostError(f"{name} must be at most {MAX_USD_PER_HOUR:,.0f} $/hour, got {value!r}")
+    return float(value)
+
+
+def check_usd_per_mtok(name: str, value: float) -> float:
+    """``value`` as a token price ($/Mtok): positive, finite, at most :data:`MAX_USD_PER_MTOK`.
+
+    Raises:
+        CostError: otherwise.
+    """
+    if _positive(name, value) > MAX_USD_PER_MTOK:
+        raise CostError(f"{name} must be at most {MAX_USD_PER_MTOK:,.0f} $/Mtok, got {value!r}")
+    return float(value)
+
+
+def _finite(name: str, value: float) -> float:
+    """A computed cost, refused when the arithmetic overflowed (never inf or NaN in a result)."""
+    if not math.isfinite(value):
+        raise CostError(f"{name} is not a finite number ({value!r}): the price or throughput is out of range")
+    return value
+
+
 def usd_per_gpu_hour_from_instance(usd_per_instance_hour: float, gpus_per_instance: int) -> float:
     """Instance price ÷ GPUs in the instance (prices.md §1; a p5.48xlarge is 8 GPUs)."""
     return _positive("usd_per_instance_hour", usd_per_instance_hour) / _count("gpus_per_instance", gpus_per_instance)
@@ -63,13 +98,14 @@ def usd_per_mtok(usd_per_hour: float, tok_per_s: float) -> float:
     """
     price = _positive("usd_per_hour", usd_per_hour)
     rate = _positive("tok_per_s", tok_per_s)
-    return price / (rate * SECONDS_PER_HOUR) * TOKENS_PER_MTOK
+    return _finite("$/Mtok", price / (rate * SECONDS_PER_HOUR) * TOKENS_PER_MTOK)
 
 
 def tok_per_s_for_usd_per_mtok(usd_per_hour: float, usd_per_mtok_value: float) -> float:
     """The throughput a stated $/Mtok implies at a price (the inverse of :func:`usd_per_mtok`)."""
     price = _positive("usd_per_hour", usd_per_hour)
-    return price * TOKENS_PER_MTOK / (_positive("usd_per_mtok", usd_per_mtok_value) * SECONDS_PER_HOUR)
+    rate = price * TOKENS_PER_MTOK / (_positive("usd_per_mtok", usd_per_mtok_value) * SECONDS_PER_HOUR)
+    return _finite("tok/s implied by the $/Mtok", rate)
 
 
 def hourly_price_for_throughput(usd_per_hour: float, price_unit: str, throughput_unit: str,
@@ -159,11 +195,13 @@ def request_cost(usd_per_gpu_hour: float, prefill_s: float, decode_step_s: float
     usd_in, usd_out = price * prefill / SECONDS_PER_HOUR, price * decode / SECONDS_PER_HOUR
     per_in = usd_in / _count("input_len", input_len) * TOKENS_PER_MTOK
     per_out = usd_out / output_len * TOKENS_PER_MTOK
+    all_in = _finite("request $/Mtok", (usd_in + usd_out) / output_len * TOKENS_PER_MTOK)
+    _finite("request $/Mtok", per_in + per_out)  # so the per-phase figures are finite too
     return RequestCost(
         prefill_s=prefill, decode_s=decode, usd_per_request=usd_in + usd_out, usd_input=usd_in,
         usd_output=usd_out, usd_per_mtok_input=per_in, usd_per_mtok_output=per_out,
-        usd_per_mtok_blended=(w_in * per_in + w_out * per_out) / (w_in + w_out),
-        usd_per_mtok_output_all_in=(usd_in + usd_out) / output_len * TOKENS_PER_MTOK,
+        usd_per_mtok_blended=_finite("blended $/Mtok", (w_in * per_in + w_out * per_out) / (w_in + w_out)),
+        usd_per_mtok_output_all_in=all_in,
         blend_input_weight=w_in, blend_output_weight=w_out)
 
 
@@ -218,7 +256,8 @@ def effective_cost(usd_per_hour: float, tok_per_s: float, tokens: float, utiliza
     busy = _positive("tokens", tokens) / tok_per_s
     wall = busy / _fraction("utilization", utilization) + _non_negative("spinup_s", spinup_s)
     billed = billed_seconds(wall, billing, minimum_billed_s)
-    usd_total = usd_per_hour * billed / SECONDS_PER_HOUR
-    effective = usd_total / tokens * TOKENS_PER_MTOK
+    usd_total = _finite("job cost", usd_per_hour * billed / SECONDS_PER_HOUR)
+    effective = _finite("effective $/Mtok", usd_total / tokens * TOKENS_PER_MTOK)
     return EffectiveCost(tokens=float(tokens), busy_s=busy, wall_s=wall, billed_s=billed, usd_total=usd_total,
-                         usd_per_mtok_peak=peak, usd_per_mtok_effective=effective, overhead_ratio=effective / peak)
+                         usd_per_mtok_peak=peak, usd_per_mtok_effective=effective,
+                         overhead_ratio=_finite("overhead ratio", effective / peak))

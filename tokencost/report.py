@@ -73,6 +73,60 @@ def _point_key(record: dict) -> tuple:
     return tuple(record.get(k) for k in _SERIES_KEYS + ("batch_size", "prompt_len", "gen_len"))
 
 
+def _is_number(value: Any, minimum: float = 0.0, strict: bool = True) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > minimum if strict else value >= minimum
+
+
+def _run_problem(record: dict) -> str | None:
+    status = record.get("status", "ok")
+    if status not in ("ok", "skipped"):
+        return f"a run record's status must be \"ok\" or \"skipped\", got {status!r}"
+    need = [] if isinstance(record.get("batch_size"), int) and _is_number(record["batch_size"]) else ["batch_size"]
+    if not _is_number(_context(record)):
+        need.append("prompt_len (or context_len)")
+    if status == "ok":
+        need += [] if isinstance(record.get("model"), str) else ["model"]
+        need += [k for k in ("tpot_s", THROUGHPUT_KEY, INTERACTIVITY_KEY) if not _is_number(record.get(k))]
+    what = "run record" if status == "ok" else "skipped run record"
+    return f"{what} without a valid {', '.join(need)} (present, numbers positive)" if need else None
+
+
+def record_problem(record: dict) -> str | None:
+    """Why ``record`` cannot go into a report (an unknown kind, or a field the report needs that is
+    missing or not a positive number), or None when it can."""
+    kind = _kind(record)
+    if kind == "run":
+        return _run_problem(record)
+    if kind == "kernel":
+        need = ([] if isinstance(record.get("op"), str) else ["op"]) + [
+            k for k in ("flop", "bytes", "median_s") if not _is_number(record.get(k))]
+        return f"kernel record without a valid {', '.join(need)} (present, numbers positive)" if need else None
+    if kind == "breakdown":
+        if not isinstance(record.get("op_class"), str):
+            return "breakdown record without an op_class"
+        if not any(_is_number(record.get(k), strict=False) for k in ("share", "time_s")):
+            return "breakdown record without a share or time_s >= 0"
+        return None
+    return f"record kind {kind!r} is not one of run, kernel, breakdown"
+
+
+def check_records(numbered: Iterable[tuple[Any, dict]], source: str) -> list[dict]:
+    """The records of ``(line, record)`` pairs, once each passes :func:`record_problem`.
+
+    Raises:
+        CostError: ``"<source>:<line>: <problem>"`` for the first record that cannot be reported.
+    """
+    records = []
+    for where, record in numbered:
+        problem = record_problem(record)
+        if problem is not None:
+            raise CostError(f"{source}:{where}: {problem}")
+        records.append(record)
+    return records
+
+
 def _median_of(group: list[dict], key: str) -> float | None:
     values = [r[key] for r in group if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
     return statistics.median(values) if values else None
@@ -361,10 +415,14 @@ def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, 
 def write_report(records: list[dict], out_dir: str | Path) -> Report:
     """Render every plot that has data into ``out_dir`` and write ``summary.md`` embedding them.
 
-    Raises CostError when there are no records or a record of a known kind is malformed.
+    Raises CostError when there are no records, or a record has an unknown kind or lacks a field the
+    report needs (:func:`record_problem`).
     """
     if not records:
         raise CostError("the results file has no records")
+    for i, record in enumerate(records, 1):
+        if (problem := record_problem(record)) is not None:
+            raise CostError(f"record {i}: {problem}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = [r for r in records if _kind(r) == "run"]

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from tokencost.cli.common import OneLineParser, check_output_path, fail
+from tokencost.cli.common import OneLineParser, check_output_path, fail, one_line_warnings
 
 # Order = order in --help.
 _COMMANDS = ("run", "compare", "models", "kernels", "sweep", "breakdown", "report", "prices", "validate")
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _check_output_files(args)
-        return int(args._run(args) or 0)
+        with one_line_warnings(always=False):
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("tokencost: interrupted", file=sys.stderr)
         return 130

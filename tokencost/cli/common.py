@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -115,10 +118,13 @@ def parse_blend(text: str) -> tuple[float, float]:
 
 
 def check_output_path(path: str | None, option: str) -> None:
-    """Refuse an output path that cannot be written, before anything is measured.
+    """Refuse an output path that cannot be written, before anything is measured: the file is opened
+    for appending when it exists (nothing is written), else a temporary file is created and removed
+    in its nearest existing folder (missing folders are created only when the results are written).
 
     Raises:
-        ValueError: an empty path, a directory, or a parent folder that is not a directory.
+        ValueError: an empty path, a directory, a parent that is not a directory, or a place where
+            nothing can be written.
     """
     if path is None:
         return
@@ -132,6 +138,15 @@ def check_output_path(path: str | None, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{option} {path}: {parent} is not a directory")
+    try:  # probe for real: permissions alone miss read-only and virtual file systems (and root)
+        if target.exists():
+            with open(target, "a"):
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def write_json(path: str | None, payload: object) -> None:
@@ -147,3 +162,18 @@ def print_json_line(payload: object) -> None:
     """The last line of stdout: one JSON object."""
     sys.stdout.flush()
     print(json.dumps(payload, default=str), flush=True)
+
+
+@contextlib.contextmanager
+def one_line_warnings(always: bool = True):
+    """Show Python warnings raised inside as ``tokencost: warning: ...``, one stderr line each (the
+    default format adds the file name and a source line). ``always``: every occurrence, not just the
+    first per code location."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"tokencost: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        if always:
+            warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield

@@ -74,24 +74,63 @@ def _specs(args: argparse.Namespace) -> list:
     return specs
 
 
+# Metrics computed from the decode steps (one sample per step); the others come from the one prefill.
+_DECODE_KEYS = frozenset({"output_tok_per_s", "tpot_s", "mbu", "usd_per_mtok_output"})
+_MIN_STEPS_FOR_VERDICT = 4
+
+
+def step_noise(record: dict) -> float | None:
+    """Relative interquartile range of a record's decode step times, (p75 − p25) ÷ median; None with
+    fewer than 4 steps."""
+    import statistics
+
+    steps = record.get("step_times_s") or []
+    if len(steps) < _MIN_STEPS_FOR_VERDICT:
+        return None
+    q1, median, q3 = statistics.quantiles(steps, n=4, method="inclusive")
+    return (q3 - q1) / median if median > 0 else None
+
+
+def _verdict(key: str, ratio: float | None, higher_better: bool, noise: float | None) -> str:
+    if ratio is None:
+        return "n/a"
+    if key not in _DECODE_KEYS:
+        return "one sample each"  # TTFT and prefill come from one prefill per backend
+    if noise is None:
+        return "too few decode steps"
+    if abs(ratio - 1) <= noise:
+        return "within noise"
+    return "better" if (ratio > 1) == higher_better else "worse"
+
+
 def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
-    """Per non-baseline backend and metric: ``ratio`` (value ÷ baseline value) and ``pct_change``
-    ((ratio − 1) × 100); None where either value is missing or the baseline is zero."""
+    """Per non-baseline backend and metric: ``ratio`` (value ÷ baseline value), ``pct_change``
+    ((ratio − 1) × 100), both None where either value is missing or the baseline is zero, and a
+    ``verdict``. Decode metrics are called "better" or "worse" only when the ratio differs from 1 by
+    more than the step-time noise (the larger relative interquartile range of the two backends' decode
+    steps, ``noise_pct``), else "within noise"; prefill metrics rest on one prefill per backend and
+    get no better/worse verdict."""
     base = records[0]
+    base_noise = step_noise(base)
     out = {}
     for r in records[1:]:
+        r_noise = step_noise(r)
+        noise = None if base_noise is None or r_noise is None else max(base_noise, r_noise)
         diff = {}
-        for key, *_ in METRICS:
+        for key, _label, _scale, _unit, higher in METRICS:
             a, b = base.get(key), r.get(key)
             ratio = b / a if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
-            diff[key] = {"ratio": ratio, "pct_change": None if ratio is None else (ratio - 1) * 100}
+            diff[key] = {"ratio": ratio, "pct_change": None if ratio is None else (ratio - 1) * 100,
+                         "verdict": _verdict(key, ratio, higher, noise),
+                         "noise_pct": None if noise is None or key not in _DECODE_KEYS else noise * 100}
         out[r["backend"]] = diff
     return out
 
 
 def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
     from profiler.runner import preflight, resolve_device, resolve_dtype
-    from tokencost.cli.measure_hook import device_peaks, measure_spec, progress_display
+    from profiler.backends import resolve
+    from tokencost.cli.measure_hook import device_peaks, measure_spec, progress_display, warn_interpreter_up_front
     from tokencost.cli.pricing import resolve_price
 
     device = resolve_device(specs[0].device)
@@ -99,6 +138,8 @@ def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
     dtype = resolve_dtype(specs[0].dtype, device)
     preflight(specs[0], device, dtype)  # a point that cannot fit fails before anything is measured
     peaks = device_peaks(device, dtype)
+    for spec in specs:
+        warn_interpreter_up_front(resolve(spec.backend, dict(spec.op_overrides)).describe(), device)
     records = []
     for spec in specs:
         print(f"measuring {spec.cfg.name} on {device} with backend {spec.backend} (batch {spec.batch_size}, "
@@ -130,11 +171,10 @@ def _value_text(value, scale: float, unit: str) -> str:
     return "n/a" if value is None else _fmt(value * scale, unit, 4)
 
 
-def _diff_text(d: dict, higher_better: bool) -> str:
+def _diff_text(d: dict) -> str:
     if d["ratio"] is None:
         return "n/a"
-    better = (d["ratio"] > 1) == higher_better and d["ratio"] != 1
-    return f"×{d['ratio']:.3f} ({d['pct_change']:+.1f} %{', better' if better else ''})"
+    return f"×{d['ratio']:.3f} ({d['pct_change']:+.1f} %, {d['verdict']})"
 
 
 def print_compare_table(payload: dict) -> None:
@@ -152,15 +192,21 @@ def print_compare_table(payload: dict) -> None:
         t.add_column(r["backend"], justify="right")
     for r in records[1:]:
         t.add_column(f"{r['backend']} vs {base}", justify="right")
-    for key, label, scale, unit, higher in METRICS:
+    for key, label, scale, unit, _higher in METRICS:
         cells = [_value_text(r.get(key), scale, unit) for r in records]
-        cells += [_diff_text(payload["differences"][r["backend"]][key], higher) for r in records[1:]]
+        cells += [_diff_text(payload["differences"][r["backend"]][key]) for r in records[1:]]
         t.add_row(label, *cells)
     console = Console()
     console.print(t)
     price = r0.get("usd_per_hour")
     console.print(f"price: ${price:.4g}/h ({r0['price_source']})" if price else f"price: n/a ({r0['price_source']})",
                   highlight=False, markup=False)
+    for r in records[1:]:
+        noise = payload["differences"][r["backend"]]["tpot_s"]["noise_pct"]
+        basis = (f"beyond the decode step-time noise ({noise:.1f} %, the larger relative IQR of the steps)"
+                 if noise is not None else f"needs >= {_MIN_STEPS_FOR_VERDICT} decode steps per backend")
+        console.print(f"{r['backend']} vs {base}: better/worse only {basis}; TTFT and prefill rest on one "
+                      "prefill each", highlight=False, markup=False)
     for r in records:
         ops = ", ".join(f"{op}={b}" for op, b in r["ops"].items())
         console.print(f"{r['backend']}: ops {ops}", highlight=False, markup=False)

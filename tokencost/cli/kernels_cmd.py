@@ -35,7 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--context", type=positive_int, default=512,
                    help="prefill length and decode KV length in tokens (default 512)")
     p.add_argument("--backend", action="append", default=None, metavar="NAME",
-                   help="backend to time (repeatable; default torch and triton, triton only on a CUDA GPU)")
+                   help="backend to time (repeatable; default torch and triton on a CUDA GPU, torch on a CPU, "
+                        "where triton rows are skipped: the interpreter is not a timing target)")
     p.add_argument("--phase", choices=("all", "prefill", "decode"), default="all", help="shapes to time (default all)")
     p.add_argument("--matmul-square", type=int_list, default=[], metavar="N[,N...]",
                    help="also time linear at M = N = K = each size, e.g. 4096,8192")
@@ -63,7 +64,10 @@ def _plan(args: argparse.Namespace):
                          f"({cfg.max_position_embeddings})")
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    backends = list(dict.fromkeys(args.backend or DEFAULT_BACKENDS))
+    # Default: torch and triton on a GPU, torch alone elsewhere (the triton kernels are never timed on a
+    # CPU; asking for them there gives rows marked skipped, with the reason).
+    default = DEFAULT_BACKENDS if device.type == "cuda" else ("torch",)
+    backends = list(dict.fromkeys(args.backend or default))
     for name in backends:
         if name != "triton" or device.type == "cuda":  # triton off a GPU is skipped, not resolved
             resolve(name)

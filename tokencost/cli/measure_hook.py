@@ -82,6 +82,15 @@ def measure_spec(spec, price: dict, peaks, progress=None) -> dict:
     return record
 
 
+def warn_interpreter_up_front(ops: dict[str, str], device) -> None:
+    """Before a run that uses the Triton interpreter starts: say that it is slow and not a timing."""
+    simulated = sorted(op for op, backend in ops.items() if backend == "triton")
+    if simulated and device.type == "cpu":
+        print(f"tokencost: warning: {', '.join(simulated)} will run on the Triton interpreter (TRITON_INTERPRET=1): "
+              "a CPU simulation for correctness, often seconds to minutes per decode step for a real model; "
+              "its timings are not the kernels' performance (a tiny --config keeps it short)", file=sys.stderr)
+
+
 def measure_and_price(spec, args: argparse.Namespace) -> dict:
     """Measure ``spec`` (a RunSpec) on its device and return the priced result record."""
     from profiler.backends import resolve
@@ -89,10 +98,11 @@ def measure_and_price(spec, args: argparse.Namespace) -> dict:
 
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
-    resolve(spec.backend, dict(spec.op_overrides))
+    ops = resolve(spec.backend, dict(spec.op_overrides))
     preflight(spec, device, dtype)
     price = resolve_price(args, device_type=device.type, device=device)
     peaks = device_peaks(device, dtype)
+    warn_interpreter_up_front(ops.describe(), device)
     print(f"measuring {spec.cfg.name} on {device} (batch {spec.batch_size}, prompt {spec.prompt_len}, "
           f"gen {spec.gen_len}, backend {spec.backend})", file=sys.stderr)
     with progress_display(spec.cfg.name) as update:

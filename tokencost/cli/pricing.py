@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import sys
 
-from tokencost.catalog import use_catalogs
-from tokencost.cost import request_cost, usd_per_gpu_hour_from_instance, usd_per_mtok
+from tokencost.catalog import active_catalog, use_catalogs
+from tokencost.cost import check_usd_per_hour, request_cost, usd_per_gpu_hour_from_instance, usd_per_mtok
 from tokencost.errors import CostError
-from tokencost.prices import default_price_for_device, price_from_name
+from tokencost.prices import api_price_from_name, default_price_for_device, list_api_prices, price_from_name
 
 
 def _device_identity(device_type: str, device) -> tuple[str | None, int | None]:
@@ -30,7 +32,8 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     """``{"usd_per_hour": float | None, "price_source": str}`` for the device that is measured.
 
     Raises:
-        CostError: an instance price without its GPU count, or an unknown ``--price-from`` name.
+        CostError: an instance price without its GPU count, a price over ``tokencost.cost.MAX_USD_PER_HOUR``,
+            or an unknown ``--price-from`` name.
     """
     if getattr(args, "catalog", None):
         use_catalogs(args.catalog)
@@ -43,8 +46,10 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
     if args.price_per_gpu_hour is not None:
-        return {"usd_per_hour": args.price_per_gpu_hour, "price_source": "--price-per-gpu-hour (user)"}
+        return {"usd_per_hour": check_usd_per_hour("--price-per-gpu-hour", args.price_per_gpu_hour),
+                "price_source": "--price-per-gpu-hour (user)"}
     if args.price_per_instance_hour is not None:
+        check_usd_per_hour("--price-per-instance-hour", args.price_per_instance_hour)
         if args.gpus_per_instance is None:
             raise CostError("--price-per-instance-hour needs --gpus-per-instance: throughput is per GPU, so the "
                             "instance price must be split over its GPUs")
@@ -57,7 +62,7 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     if getattr(args, "tco_param", None):
         raise CostError("--tco-param needs --price-owned")
     if args.price_from:
-        quote = price_from_name(args.price_from, cpu_threads=threads)
+        quote = quote_from_name(args.price_from, cpu_threads=threads)
     else:
         quote = default_price_for_device(name, device_type, cpu_threads=threads)
     if quote is None:
@@ -68,6 +73,62 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
     if mismatch:
         price["price_warning"] = mismatch
     return price
+
+
+def quote_from_name(name: str, cpu_threads: int | None = None):
+    """``tokencost.prices.price_from_name`` for ``--price-from``, saying so when ``name`` is an API price
+    row (those price tokens, not hardware hours: ``--api-price``).
+
+    Raises:
+        CostError: no GPU or CPU price row has this name.
+    """
+    try:
+        return price_from_name(name, cpu_threads=cpu_threads)
+    except CostError:
+        if any(api.name == name for api in list_api_prices()):
+            raise CostError(f"{name!r} is an API price row ($ per Mtok, not per hour): --price-from takes a GPU or "
+                            f"CPU row of `tokencost prices`; API rows go to `tokencost run --api-price {name}`") from None
+        raise
+
+
+def api_from_name(name: str):
+    """``tokencost.prices.api_price_from_name`` for ``--api-price``, saying so when ``name`` is a GPU or
+    CPU price row (those price hardware hours: ``--price-from``).
+
+    Raises:
+        CostError: no API price row has this name.
+    """
+    try:
+        return api_price_from_name(name)
+    except CostError:
+        catalog = active_catalog()
+        if catalog.get("prices", name) is None and catalog.get("cpu_prices", name) is None:
+            raise
+        raise CostError(f"{name!r} is a GPU/CPU price row ($ per hour, not per Mtok): use --price-from {name} to "
+                        "price the run with it; --api-price takes a row of `tokencost prices --tier api`") from None
+
+
+def _name_tokens(name: str) -> list[str]:
+    """``"Llama 3.1 8B"`` and ``"llama-3.1-8b"`` → ``["llama", "3", "1", "8", "b"]``."""
+    return re.findall(r"[a-z]+|\d+", name.lower())
+
+
+def same_model(api_model: str, measured: str) -> bool:
+    """Whether an API row's model names the measured model: equal name tokens, where one list may
+    extend the other (``llama-3.1-8b-instruct``) and an ``x`` in the API name matches any number
+    (``Llama 3.x 70B``)."""
+    a, m = _name_tokens(api_model), _name_tokens(measured)
+    if not a or not m:
+        return False
+    n = min(len(a), len(m))
+    return all(x == y or (x == "x" and y.isdigit()) for x, y in zip(a[:n], m[:n]))
+
+
+def _api_model_mismatch(api, measured: str | None) -> str | None:
+    if measured and same_model(api.model, measured):
+        return None
+    return (f"the API price {api.name} is for {api.model} but the measurement ran {measured or 'another model'}: "
+            "the break-even compares different models")
 
 
 def _hardware_mismatch(priced: str, device_type: str, device_name: str | None) -> str | None:
@@ -105,6 +166,7 @@ def _owned_price(device_name: str | None, params: list[tuple[str, str]]) -> dict
     if spec is None:
         raise CostError(f"--price-owned needs a GPU in the catalog; this device is {device_name or 'a CPU'}")
     tco = owned_tco(spec.name, params)
+    check_usd_per_hour("the owned TCO price per GPU-hour (check --tco-param)", tco.usd_per_utilized_gpu_hour)
     return {"usd_per_hour": tco.usd_per_utilized_gpu_hour,
             "price_source": f"owned {spec.name}: TCO model per utilised GPU-hour (tokencost prices --tco {spec.name})",
             "tco": {k: v for k, v in dataclasses.asdict(tco).items() if k != "params"} | {"params": dataclasses.asdict(tco.params)}}
@@ -130,21 +192,22 @@ class CostOptions:
 
 
 def cost_options(args: argparse.Namespace) -> CostOptions:
-    """Validate ``--blend``, ``--utilization``, ``--spin-up-s``, ``--api-price`` up front.
+    """Validate ``--blend``, ``--utilization``, ``--spin-up-s``, ``--job-mtok``, ``--api-price`` up front.
 
     Raises:
         CostError / ValueError: a value out of range or an unknown API price name.
     """
     from tokencost.cli.common import parse_blend
-    from tokencost.prices import api_price_from_name
 
     if not 0 < args.utilization <= 1:
         raise CostError(f"--utilization must be in (0, 1], got {args.utilization}")
-    if not args.spin_up_s >= 0:
-        raise CostError(f"--spin-up-s must be >= 0, got {args.spin_up_s}")
+    if not 0 <= args.spin_up_s < float("inf"):
+        raise CostError(f"--spin-up-s must be a finite number >= 0, got {args.spin_up_s}")
+    if not args.job_mtok * 1e6 < float("inf"):
+        raise CostError(f"--job-mtok is too large to count in tokens, got {args.job_mtok}")
     if getattr(args, "catalog", None):
         use_catalogs(args.catalog)
-    api = api_price_from_name(args.api_price) if args.api_price else None
+    api = api_from_name(args.api_price) if args.api_price else None
     return CostOptions(parse_blend(args.blend), args.utilization, args.billing, args.spin_up_s,
                        args.job_mtok * 1e6, api)
 
@@ -153,7 +216,8 @@ def add_cost_model_fields(record: dict, opts: CostOptions) -> dict:
     """Cost models on a priced run record, in place: the blended request cost at ``--blend``, the
     effective $/Mtok at ``--utilization``/``--billing``/``--spin-up-s`` for a ``--job-mtok`` job
     (``tokencost.cost.effective_cost``), and break-even against ``--api-price``
-    (``tokencost.breakeven``). Without a price they are null."""
+    (``tokencost.breakeven``), with a warning when the API row is for another model than the one
+    measured. Without a price they are null."""
     from tokencost.breakeven import breakeven_utilization
     from tokencost.cost import effective_cost
 
@@ -174,8 +238,16 @@ def add_cost_model_fields(record: dict, opts: CostOptions) -> dict:
                            "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
     if opts.api is not None:
         be = breakeven_utilization(hourly, record["output_tok_per_s"], record["prompt_len"], record["gen_len"], opts.api)
-        record["breakeven"] = dataclasses.asdict(be)
+        record["breakeven"] = dataclasses.asdict(be) | {"api_model": opts.api.model}
+        _warn(record, _api_model_mismatch(opts.api, record.get("model")))
     return record
+
+
+def _warn(record: dict, warning: str | None) -> None:
+    """Add ``warning`` to the record's warnings and print it on stderr (as the measurement's own are)."""
+    if warning:
+        record.setdefault("warnings", []).append(warning)
+        print(f"tokencost: warning: {warning}", file=sys.stderr)
 
 
 def add_cost_fields(record: dict, price: dict) -> dict:

@@ -39,8 +39,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--gen-len", type=positive_int, default=32, help="output tokens per sequence (>= 2)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed decode steps before timing")
     p.add_argument("--compat", action="append", default=[], metavar="TOOL",
-                   help="also give the metrics under another tool's definitions (vllm, trtllm-bench, genai-perf, "
-                        "guidellm, llmperf, inferencex, sglang, nanochat, gpt-fast; repeatable, or 'all')")
+                   help="also give the metrics under another tool's definitions, in the JSON record's \"compat\" "
+                        "field (vllm, trtllm-bench, genai-perf, guidellm, llmperf, inferencex, sglang, nanochat, "
+                        "gpt-fast; repeatable, or 'all')")
     add_price_args(p)
     add_cost_model_args(p)
     p.add_argument("--json", metavar="PATH", help="also write the result record to PATH")
@@ -75,6 +76,12 @@ def spec_from_args(args: argparse.Namespace, **extra):
         raise ValueError("--cuda-graph needs a CUDA GPU")
     if args.model is not None and not args.model.strip():
         raise ValueError("--model needs a preset name (see `tokencost models`), got an empty string")
+    if args.weights is not None:
+        from pathlib import Path
+
+        if not Path(args.weights).is_dir():
+            raise ValueError(f"--weights {args.weights}: no such directory (give a local Hugging Face checkpoint "
+                             "folder holding *.safetensors and config.json)")
     config = args.config
     if config is None and args.model is None and args.weights:
         config = args.weights  # a checkpoint directory carries its own config.json

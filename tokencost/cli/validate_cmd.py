@@ -53,6 +53,7 @@ def _claim_from_args(args: argparse.Namespace):
 
     if lookup_gpu(args.gpu) is None:
         gpu_by_name(args.gpu)  # a catalog name, else a CostError listing the known GPUs
+    _check_preset(args.model)
     return Claim(claim_id="command-line", model=args.model or args.config, gpu=args.gpu, gpus=args.gpus,
                  tok_per_s=args.tok_per_s, unit=args.unit, tokens=args.tokens, model_preset=args.model,
                  config_path=args.config, precision=args.precision, kv_precision=args.kv_precision,
@@ -60,15 +61,68 @@ def _claim_from_args(args: argparse.Namespace):
                  output_len=args.output_len)
 
 
+def _check_preset(model: str | None) -> None:
+    """A --model that is not a preset is an error (other models go through --config; the "model not in
+    catalog" verdict is kept for built-in claims of models without a preset).
+
+    Raises:
+        CostError: unknown preset name.
+    """
+    from profiler.presets import preset_names
+    from tokencost.errors import CostError
+
+    if model is not None and model not in preset_names():
+        raise CostError(f"unknown model {model!r} (run `tokencost models` for the presets; for another model "
+                        "pass --config PATH to its Hugging Face config.json)")
+
+
+_ONE_CLAIM = ("tok_per_s", "config", "precision", "kv_precision", "batch_size", "concurrency", "input_len",
+              "output_len")
+
+
+def _gpu_key(name: str) -> str:
+    """The catalog name of a GPU given by catalog or driver name; an unknown name as itself, lower case."""
+    from tokencost.hardware import lookup_gpu
+
+    return getattr(lookup_gpu(name), "name", None) or name.lower()
+
+
+def _selected_claims(args: argparse.Namespace):
+    """The catalog claims --all checks: all of them, or those on --gpu and/or of --model.
+
+    Raises:
+        CostError: an option describing a single claim, or filters that match no claim.
+    """
+    from tokencost.cli.pricing import same_model
+    from tokencost.claims import load_claims
+    from tokencost.errors import CostError
+
+    given = [f"--{n.replace('_', '-')}" for n in _ONE_CLAIM if getattr(args, n) is not None]
+    given += [f"--{n}" for n, default in (("gpus", 1), ("unit", "per-gpu"), ("tokens", "output"))
+              if getattr(args, n) != default]
+    if given:
+        raise CostError(f"--all checks the catalog claims, filtered only by --gpu and --model; "
+                        f"{', '.join(given)} belong to a single claim (drop --all)")
+    gpu = None if args.gpu is None else _gpu_key(args.gpu)
+    claims = [c for c in load_claims()
+              if (gpu is None or _gpu_key(c.gpu) == gpu)
+              and (args.model is None or c.model_preset == args.model or same_model(c.model, args.model))]
+    if not claims:
+        wanted = " and ".join(f"{flag} {v}" for flag, v in (("--gpu", args.gpu), ("--model", args.model)) if v)
+        raise CostError(f"no catalog claim matches {wanted} (run `tokencost validate --all` for every claim)")
+    return claims
+
+
 def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
     """Hourly price per GPU from the options, or (None, None) to use each claim's own or default price.
 
     Raises:
-        CostError: an instance price without its GPU count, both price forms, an unknown --price-from.
+        CostError: an instance price without its GPU count, both price forms, a price over
+            ``tokencost.cost.MAX_USD_PER_HOUR``, an unknown --price-from.
     """
-    from tokencost.cost import usd_per_gpu_hour_from_instance
+    from tokencost.cli.pricing import quote_from_name
+    from tokencost.cost import check_usd_per_hour, usd_per_gpu_hour_from_instance
     from tokencost.errors import CostError
-    from tokencost.prices import price_from_name
 
     given = [a for a in (args.price_per_gpu_hour, args.price_per_instance_hour, args.price_from) if a is not None]
     if len(given) > 1:
@@ -76,15 +130,16 @@ def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
     if args.price_per_gpu_hour is not None:
-        return args.price_per_gpu_hour, "--price-per-gpu-hour (user)"
+        return check_usd_per_hour("--price-per-gpu-hour", args.price_per_gpu_hour), "--price-per-gpu-hour (user)"
     if args.price_per_instance_hour is not None:
+        check_usd_per_hour("--price-per-instance-hour", args.price_per_instance_hour)
         if args.gpus_per_instance is None:
             raise CostError("--price-per-instance-hour needs --gpus-per-instance (an instance price is not a "
                             "GPU price)")
         return (usd_per_gpu_hour_from_instance(args.price_per_instance_hour, args.gpus_per_instance),
                 f"{args.price_per_instance_hour} per instance-hour ÷ {args.gpus_per_instance} GPUs (user)")
     if args.price_from is not None:
-        quote = price_from_name(args.price_from)
+        quote = quote_from_name(args.price_from)
         if quote.device == "cpu":
             raise CostError(f"{args.price_from!r} is a CPU price; claims are priced per GPU-hour")
         return quote.usd_per_gpu_hour, f"{quote.name} ({quote.source}, {quote.date})"
@@ -163,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
     price, source = _price(args)
     claim = None if args.all else _claim_from_args(args)
     measured = _measure(claim) if args.measure else None
-    verdicts = check_all(price, source) if args.all else [check_claim(claim, price, source)]
+    if args.all:
+        verdicts = check_all(price, source, claims=_selected_claims(args))
+    else:
+        verdicts = [check_claim(claim, price, source)]
     if args.json:
         payload = {"claims": [v.as_dict() for v in verdicts]}
         if measured is not None:
