@@ -129,3 +129,25 @@ def test_api_price_given_a_hardware_row_points_to_price_from(tmp_path, capsys):
         err = cli_error(capsys, _run(tmp_path, "--api-price", name))
         assert f"--price-from {name}" in err
     assert "no API price named 'nope'" in cli_error(capsys, _run(tmp_path, "--api-price", "nope"))
+
+
+def test_a_cost_model_that_overflows_after_measuring_keeps_the_record(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(_run(tmp_path, "--price-per-gpu-hour", "1e6", "--utilization", "1e-300", "--out", str(out))) == 0
+    captured = capsys.readouterr()
+    record = _last_json(captured.out)
+    assert record["effective"] is None and record["usd_per_mtok_output"] > 0
+    assert any(w.startswith("effective $/Mtok not computed") for w in record["warnings"])
+    assert "effective $/Mtok not computed" in captured.err
+    assert json.loads(out.read_text().splitlines()[-1])["effective"] is None
+
+
+def test_printed_json_never_holds_nan_or_infinity(capsys):
+    from tokencost.cli.common import finite_json, print_json_line
+
+    payload = {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf"), "e": 2}}
+    assert finite_json(payload) == ({"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}, ["a", "b[1]", "c.d"])
+    print_json_line(payload)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}
+    assert "non-finite value(s) written as null: a, b[1], c.d" in captured.err

@@ -149,19 +149,42 @@ def check_output_path(path: str | None, option: str) -> None:
         raise ValueError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
+def finite_json(payload: object, _path: str = "", _bad: list | None = None):
+    """``payload`` with every NaN or infinite float replaced by None (JSON has no such numbers), and
+    the list of the replaced keys' paths."""
+    bad = [] if _bad is None else _bad
+    if isinstance(payload, float) and not math.isfinite(payload):
+        bad.append(_path or "(top level)")
+        return None, bad
+    if isinstance(payload, dict):
+        return {k: finite_json(v, f"{_path}.{k}" if _path else str(k), bad)[0] for k, v in payload.items()}, bad
+    if isinstance(payload, (list, tuple)):
+        return [finite_json(v, f"{_path}[{i}]", bad)[0] for i, v in enumerate(payload)], bad
+    return payload, bad
+
+
+def _dumps(payload: object, **kwargs) -> str:
+    clean, bad = finite_json(payload)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        print(f"tokencost: warning: non-finite value(s) written as null: {shown}", file=sys.stderr)
+    return json.dumps(clean, default=str, allow_nan=False, **kwargs)
+
+
 def write_json(path: str | None, payload: object) -> None:
-    """Write ``payload`` as indented JSON to ``path`` (if given), creating parent folders."""
+    """Write ``payload`` as indented JSON to ``path`` (if given), creating parent folders; a NaN or
+    infinity becomes null, with a warning."""
     if not path:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    target.write_text(_dumps(payload, indent=2) + "\n")
 
 
 def print_json_line(payload: object) -> None:
-    """The last line of stdout: one JSON object."""
+    """The last line of stdout: one JSON object (a NaN or infinity becomes null, with a warning)."""
     sys.stdout.flush()
-    print(json.dumps(payload, default=str), flush=True)
+    print(_dumps(payload), flush=True)
 
 
 @contextlib.contextmanager

@@ -230,15 +230,24 @@ def add_cost_model_fields(record: dict, opts: CostOptions) -> dict:
     req = request_cost(hourly, prefill_s=record["ttft_s"] / b, decode_step_s=record["tpot_s"], batch_size=b,
                        input_len=record["prompt_len"], output_len=record["gen_len"], blend=opts.blend)
     record["request_usd_per_mtok_blended"] = req.usd_per_mtok_blended
-    eff = effective_cost(hourly, record["output_tok_per_s"], opts.job_output_tokens, utilization=opts.utilization,
-                         spinup_s=opts.spin_up_s, billing=opts.billing)
-    record["effective"] = {"utilization": opts.utilization, "billing": opts.billing, "spin_up_s": opts.spin_up_s,
-                           "job_output_tokens": eff.tokens, "usd_per_mtok_output_peak": eff.usd_per_mtok_peak,
-                           "usd_per_mtok_output_effective": eff.usd_per_mtok_effective,
-                           "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
+    # The measurement is already made: a cost model that cannot be computed (an overflow from extreme
+    # options) becomes a warning and a null field, never an error that would lose the record.
+    try:
+        eff = effective_cost(hourly, record["output_tok_per_s"], opts.job_output_tokens,
+                             utilization=opts.utilization, spinup_s=opts.spin_up_s, billing=opts.billing)
+        record["effective"] = {"utilization": opts.utilization, "billing": opts.billing, "spin_up_s": opts.spin_up_s,
+                               "job_output_tokens": eff.tokens, "usd_per_mtok_output_peak": eff.usd_per_mtok_peak,
+                               "usd_per_mtok_output_effective": eff.usd_per_mtok_effective,
+                               "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
+    except CostError as exc:
+        _warn(record, f"effective $/Mtok not computed: {exc}")
     if opts.api is not None:
-        be = breakeven_utilization(hourly, record["output_tok_per_s"], record["prompt_len"], record["gen_len"], opts.api)
-        record["breakeven"] = dataclasses.asdict(be) | {"api_model": opts.api.model}
+        try:
+            be = breakeven_utilization(hourly, record["output_tok_per_s"], record["prompt_len"], record["gen_len"],
+                                       opts.api)
+            record["breakeven"] = dataclasses.asdict(be) | {"api_model": opts.api.model}
+        except CostError as exc:
+            _warn(record, f"break-even against {opts.api.name} not computed: {exc}")
         _warn(record, _api_model_mismatch(opts.api, record.get("model")))
     return record
 
