@@ -158,7 +158,9 @@ class ModelPool:
 
 def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_bytes_per_s: float,
                     peak_flop_per_s: float | None = None) -> dict:
-    """Bytes and FLOPs of a decode step at the run's median context, the roofline bound, MBU and MFU.
+    """Bytes and FLOPs of a decode step at the run's median context (``roofline_context_len``: the KV
+    positions the middle decode step attends to, prompt_len + gen_len // 2), the roofline bound, MBU
+    and MFU.
 
     The bound step time is max(bytes ÷ bandwidth, batch × FLOPs per token ÷ peak FLOP/s) (metrics.md
     §3.1–3.2); without a known compute peak (CPU, fp32, unknown GPU) only the bandwidth side is used
@@ -182,7 +184,7 @@ def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_
         warnings.append(f"MBU {mbu:.0%} is below 20%: the decode step is far from the memory roofline "
                         "(launch overhead, small batch on a big device, or compute-bound)")
     return {
-        "context_len": context,
+        "roofline_context_len": context,
         "bytes_per_step": nbytes,
         "decode_flops_per_token": flops_per_token,
         "roofline_output_tok_per_s": spec.batch_size / bound_s[limit],

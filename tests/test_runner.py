@@ -21,7 +21,7 @@ def test_roofline_fields_mbu_and_warnings():
     tpot = fast["bytes_per_step"] / 1e9 / 0.5  # exactly half the bandwidth bound
     mid = roofline_fields(spec, torch.float32, tpot_s=tpot, bandwidth_bytes_per_s=1e9)
     assert mid["mbu"] == pytest.approx(0.5) and mid["warnings"] == []
-    assert mid["context_len"] == decode_context_len(spec) == 13
+    assert mid["roofline_context_len"] == decode_context_len(spec) == 13
     assert mid["roofline_output_tok_per_s"] == pytest.approx(2 / (mid["bytes_per_step"] / 1e9))
 
 
