@@ -68,12 +68,17 @@ def register(op: str, backend: str) -> Callable[[Callable], Callable]:
     """Decorator registering ``fn`` as the ``backend`` variant of ``op``.
 
     Raises:
-        ProfilerError: unknown op name.
+        ProfilerError: unknown op name, or a function from outside :mod:`profiler.torch_ops` /
+            :mod:`profiler.triton_ops` registered as "torch" or "triton".
     """
     if op not in _REGISTRY:
         raise ProfilerError(f"unknown op {op!r}; ops are {', '.join(OP_NAMES)}")
 
     def wrap(fn: Callable) -> Callable:
+        builtin = _LAZY_BACKENDS.get(backend)
+        if builtin is not None and getattr(fn, "__module__", None) != builtin:
+            raise ProfilerError(f"{backend!r} is a built-in backend (the baseline of compare and kernels); "
+                                f"register your {op} variant under another name")
         _REGISTRY[op][backend] = fn
         return fn
 

@@ -422,6 +422,19 @@ def _check_context(cfg: ModelConfig, context_len: int) -> None:
                             f"max_position_embeddings), got {context_len}")
 
 
+def check_point(spec: RunSpec, context_len: int, device: torch.device, dtype: torch.dtype) -> None:
+    """Everything refusable before allocating: the context against the model's positions, and the
+    memory of a run with the same KV length (prompt + gen = ``context_len`` positions).
+
+    Raises:
+        ProfilerError: context outside 1..max_position_embeddings, or a point that cannot fit.
+    """
+    from profiler.runner import preflight
+
+    _check_context(spec.cfg, context_len)
+    preflight(dataclasses.replace(spec, prompt_len=max(context_len - 2, 1), gen_len=2), device, dtype)
+
+
 def breakdown_point(spec: RunSpec, context_len: int) -> tuple[Breakdown, dict]:
     """Build the model of ``spec`` with a cache of exactly ``context_len`` positions and profile
     ``spec.gen_len`` decode steps after ``spec.warmup_steps`` (see :func:`profile_decode`).
@@ -436,14 +449,12 @@ def breakdown_point(spec: RunSpec, context_len: int) -> tuple[Breakdown, dict]:
     """
     from profiler.backends import resolve
     from profiler.model import build_model
-    from profiler.runner import preflight
     from profiler.variant_check import check_variants
 
-    _check_context(spec.cfg, context_len)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     ops = resolve(spec.backend, dict(spec.op_overrides))
-    preflight(dataclasses.replace(spec, prompt_len=context_len - 1, gen_len=2), device, dtype)  # fits in memory?
+    check_point(spec, context_len, device, dtype)
     check_variants(ops, spec.cfg, device, dtype)
     model = build_model(spec.cfg, dtype=dtype, device=device, max_batch_size=spec.batch_size,
                         max_seq_len=context_len, ops=ops, seed=spec.seed, weights_dir=spec.weights_dir)

@@ -252,6 +252,31 @@ def model_cases(cfg: ModelConfig, batch_size: int, context: int,
     return cases
 
 
+# Inputs and output of a case, plus the torch baseline's output kept for the comparison and room for
+# an op's own temporaries: a guard against the OOM killer, not a precise model.
+_CASE_MEMORY_FACTOR = 3
+
+
+def check_cases_fit(cases: Sequence[KernelCase], elem_bytes: int, device_type: str) -> None:
+    """Refuse, before allocating anything, cases whose largest inputs and outputs (``nbytes``) times 3
+    exceed the device's free memory (:func:`profiler.memory.available_memory_bytes`).
+
+    Raises:
+        InsufficientMemoryError: with the case, the estimate and the free memory.
+    """
+    from profiler.memory import InsufficientMemoryError, available_memory_bytes
+
+    if not cases:
+        return
+    big = max(cases, key=lambda c: c.nbytes(elem_bytes))
+    need = _CASE_MEMORY_FACTOR * big.nbytes(elem_bytes)
+    free = available_memory_bytes(device_type)
+    if free is not None and need > free:
+        raise InsufficientMemoryError(
+            f"{big.phase} {big.name} ({big.shape}) needs about {need / 2**30:.1f} GiB (inputs, outputs and "
+            f"temporaries) but {device_type} has {max(free, 0) / 2**30:.1f} GiB free; lower --batch-size or --context")
+
+
 def square_matmul_cases(sizes: Sequence[int]) -> list[KernelCase]:
     """``linear`` at M = N = K = n for each n (phase "square"): the GEMM throughput comparison."""
     if any(n < 1 for n in sizes):
@@ -495,6 +520,11 @@ def _time_row(row: dict, fn: Callable, args: tuple, s: BenchSettings,
               baseline: torch.Tensor | None) -> torch.Tensor:
     """Time one call of ``fn(*args)`` into ``row`` (in place); returns its output for the torch check."""
     out = _first_tensor(fn(*args))  # also compiles / autotunes before timing
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the {row['backend']} variant returned {type(out).__name__}, not a tensor")
+    if baseline is not None and (out.shape != baseline.shape or out.dtype != baseline.dtype):
+        raise TypeError(f"the {row['backend']} variant returned shape {tuple(out.shape)} {out.dtype}, torch's op "
+                        f"{tuple(baseline.shape)} {baseline.dtype}: not timed, it computes something else")
     timing = s.time(lambda: fn(*args))
     row.update(status="ok", median_s=timing.median_s, p20_s=timing.p20_s, p80_s=timing.p80_s,
                n_timed_calls=timing.n, timer=timing.method)

@@ -117,6 +117,8 @@ def read_numbered_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
     missing or non-UTF-8 file; a file that is one JSON document (e.g. a --json output) is named so.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ProfilerError(f"{path} is a folder; give the JSONL results file written by --out")
     if not path.is_file():
         raise ProfilerError(f"results file not found: {path}")
     try:

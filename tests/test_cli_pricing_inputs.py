@@ -151,3 +151,30 @@ def test_printed_json_never_holds_nan_or_infinity(capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}
     assert "non-finite value(s) written as null: a, b[1], c.d" in captured.err
+
+
+def test_validate_prices_an_owned_gpu_by_its_tco(capsys):
+    assert main(["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "100",
+                 "--price-owned", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["claims"][0]
+    assert verdict["price_source"].startswith("owned h100-sxm")
+    assert main(["prices", "--tco", "h100-sxm", "--json"]) == 0
+    tco = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tco"]
+    assert verdict["usd_per_gpu_hour"] == pytest.approx(tco["usd_per_utilized_gpu_hour"])
+    assert "--price-owned needs --gpu" in cli_error(capsys, ["validate", "--all", "--price-owned"])
+    assert "at most 1,000,000" in cli_error(capsys, ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b",
+                                                    "--tok-per-s", "100", "--price-owned",
+                                                    "--tco-param", "capex_usd=1e15"])
+
+
+def test_tco_param_without_price_owned_is_an_error(tmp_path, capsys):
+    assert "--tco-param needs --price-owned" in cli_error(capsys, _run(tmp_path, "--tco-param", "pue=1.2"))
+    assert "--tco-param needs --price-owned" in cli_error(
+        capsys, ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "100",
+                 "--tco-param", "pue=1.2"])
+
+
+def test_validate_warns_when_the_price_row_is_another_gpu(capsys):
+    assert main(["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "100",
+                 "--price-from", "aws-p4d.24xlarge-on-demand"]) == 0
+    assert "is for a100-sxm-40gb, not h100-sxm" in capsys.readouterr().err

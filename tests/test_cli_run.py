@@ -80,6 +80,15 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert needle in cli_error(capsys, argv)
 
 
+def test_out_must_be_a_results_file_to_append_to(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes\n")
+    for cmd in (["run", "--gen-len", "2"], ["kernels", "--context", "8"], ["breakdown", "--context", "8"]):
+        assert "not a results file" in cli_error(capsys, [*cmd, "--config", str(write_config(tmp_path)),
+                                                          "--out", str(text)])
+    assert text.read_text() == "my notes\n"  # untouched
+
+
 def test_unreadable_config_file(tmp_path, capsys):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")

@@ -69,12 +69,13 @@ def test_total_tokens_are_not_output_tokens():
 
 
 def test_request_cost_splits_gpu_time():
-    # $2/GPU-h, 0.5 s prefill for this request, 20 ms decode steps shared by 8 requests, 1000 in / 200 out.
+    # $2/GPU-h, 0.5 s prefill for this request, 20 ms decode steps shared by 8 requests, 1000 in / 200 out:
+    # the first output token comes from the prefill, so 199 decode steps (E2E = TTFT + (n - 1) TPOT).
     c = request_cost(2.0, prefill_s=0.5, decode_step_s=0.02, batch_size=8, input_len=1000, output_len=200)
-    assert c.decode_s == pytest.approx(200 * 0.02 / 8)
-    assert c.usd_per_request == pytest.approx(2.0 * (0.5 + 0.5) / 3600)
+    assert c.decode_s == pytest.approx(199 * 0.02 / 8)
+    assert c.usd_per_request == pytest.approx(2.0 * (0.5 + 0.4975) / 3600)
     assert c.usd_per_mtok_input == pytest.approx(2.0 * 0.5 / 3600 / 1000 * 1e6)
-    assert c.usd_per_mtok_output == pytest.approx(2.0 * 0.5 / 3600 / 200 * 1e6)
+    assert c.usd_per_mtok_output == pytest.approx(2.0 * 0.4975 / 3600 / 200 * 1e6)
     # Charges per token add back up to the request's GPU time: never the whole hour twice.
     total = (c.usd_per_mtok_input * 1000 + c.usd_per_mtok_output * 200) / 1e6
     assert total == pytest.approx(c.usd_per_request)

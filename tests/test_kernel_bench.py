@@ -303,3 +303,17 @@ def test_kernels_cli_calibrated_with_a_user_variant(tmp_path, capsys):
 ])
 def test_kernels_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert needle in cli_error(capsys, argv)
+
+
+@register("swiglu", "test_kb_returns_none")
+def _swiglu_none(gate, up):
+    return None
+
+
+def test_kernels_refuses_sizes_that_cannot_fit_and_broken_variants(tmp_path, capsys):
+    assert "GiB free" in cli_error(capsys, ["kernels", "--batch-size", "100000", "--context", "8000",
+                                            "--phase", "prefill", "--device", "cpu"])
+    cfg = write_config(tmp_path)
+    msg = cli_error(capsys, ["kernels", "--config", str(cfg), "--context", "8", "--device", "cpu",
+                             "--backend", "torch", "--backend", "test_kb_returns_none"])
+    assert "op swiglu=test_kb_returns_none returned NoneType" in msg

@@ -132,3 +132,19 @@ def test_pooled_dollars_follow_the_median_throughput():
         r["usd_per_mtok_output"] = 2.0 / (r["output_tok_per_s"] * 3600) * 1e6
     (point,) = aggregate_repeats(recs)
     assert point["usd_per_mtok_output"] == pytest.approx(2.0 / (point["output_tok_per_s"] * 3600) * 1e6)
+
+
+def test_runs_with_other_op_variants_or_cuda_graphs_are_other_series_not_repeats():
+    from tokencost.report import backend_label
+
+    base = {"kind": "run", "model": "m", "device_name": "d", "dtype": "float32", "backend": "torch",
+            "batch_size": 1, "prompt_len": 8, "gen_len": 4, "tpot_s": 0.01, "output_tok_per_s": 100.0,
+            "ops": {"linear": "torch", "swiglu": "torch"}}
+    slow = {**base, "tpot_s": 0.03, "output_tok_per_s": 33.0, "ops": {"linear": "torch", "swiglu": "slow"}}
+    graphed = {**base, "cuda_graph": True}
+    again = {**base, "tpot_s": 0.012, "output_tok_per_s": 83.0}
+    points = aggregate_repeats([base, slow, graphed, again])
+    assert sorted(p["n_repeats"] for p in points) == [1, 1, 2]  # only the plain torch runs pool
+    assert {backend_label(p) for p in points} == {"torch", "torch [swiglu=slow]", "torch +cuda-graph"}
+    pooled = next(p for p in points if p["n_repeats"] == 2)
+    assert pooled["output_tok_per_s"] == pytest.approx((100.0 + 83.0) / 2)

@@ -101,13 +101,25 @@ def test_a_variant_failing_mid_run_is_named(tmp_path, capsys):
     assert msg == "op linear=test_fails_mid_run raised RuntimeError: illegal memory access (simulated)"
 
 
-def test_compare_names_the_variant_too(tmp_path, capsys):
+def test_compare_probes_every_backend_before_measuring_any(tmp_path, capsys):
     cfg = write_config(tmp_path)
-    msg = _run_error(capsys, ["compare", "--config", str(cfg), "--backend", "torch", "--backend", "test_raises",
-                              "--prompt-len", "4", "--gen-len", "2"])
-    assert msg.startswith("op swiglu=test_raises raised RuntimeError")
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--config", str(cfg), "--backend", "torch", "--backend", "test_raises",
+              "--prompt-len", "4", "--gen-len", "2"])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("tokencost: error: op swiglu=test_raises raised RuntimeError")
 
 
 def test_good_variant_runs(tmp_path):
     cfg = write_config(tmp_path)
     assert main(["run", "--config", str(cfg), "--op", "swiglu=test_good", "--prompt-len", "4", "--gen-len", "3"]) == 0
+
+
+def test_the_builtin_backends_cannot_be_replaced_by_a_plugin():
+    from profiler.errors import ProfilerError
+
+    for name in ("torch", "triton"):
+        with pytest.raises(ProfilerError, match="built-in backend"):
+            register("swiglu", name)(lambda gate, up: torch.zeros_like(gate))
+    assert resolve("torch").swiglu is torch_ops.swiglu

@@ -176,10 +176,13 @@ class RequestCost:
 
 def request_cost(usd_per_gpu_hour: float, prefill_s: float, decode_step_s: float, batch_size: int,
                  input_len: int, output_len: int, gpus: int = 1, blend: tuple[float, float] = (3.0, 1.0)) -> RequestCost:
-    """Cost of one request = its prefill time + its share (1/batch) of ``output_len`` decode steps.
+    """Cost of one request = its prefill time + its share (1/batch) of ``output_len − 1`` decode steps.
 
-    ``prefill_s``: seconds spent prefilling this request's prompt (a batched prefill's time ÷ its batch);
-    ``decode_step_s``: time of one decode step of the whole batch. Input tokens pay for prefill time,
+    The first output token comes out of the prefill, so a request of ``output_len`` tokens takes
+    TTFT + (output_len − 1) × TPOT (vLLM's serve benchmark: TPOT = (E2E latency − TTFT) ÷
+    (output_tokens − 1), metrics.md §1). ``prefill_s``: seconds spent prefilling this request's prompt
+    and picking its first token (a batched TTFT ÷ its batch); ``decode_step_s``: time of one decode
+    step of the whole batch. Input tokens pay for prefill time,
     output tokens for decode time (inferecon.com/assumptions), so the two are never each charged the
     whole GPU-hour (claims.md §4, mistake 5). ``usd_per_mtok_blended`` weights input and output
     $/Mtok ``blend`` = (3, 1) by default, the 3:1 input:output convention (findllm.org; Artificial
@@ -190,7 +193,8 @@ def request_cost(usd_per_gpu_hour: float, prefill_s: float, decode_step_s: float
     """
     price = _positive("usd_per_gpu_hour", usd_per_gpu_hour) * _count("gpus", gpus)
     prefill = _non_negative("prefill_s", prefill_s)
-    decode = _count("output_len", output_len) * _positive("decode_step_s", decode_step_s) / _count("batch_size", batch_size)
+    steps = _count("output_len", output_len) - 1
+    decode = steps * _positive("decode_step_s", decode_step_s) / _count("batch_size", batch_size)
     w_in, w_out = (_positive("blend input weight", blend[0]), _positive("blend output weight", blend[1]))
     usd_in, usd_out = price * prefill / SECONDS_PER_HOUR, price * decode / SECONDS_PER_HOUR
     per_in = usd_in / _count("input_len", input_len) * TOKENS_PER_MTOK

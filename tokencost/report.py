@@ -68,9 +68,22 @@ def _context(record: dict) -> Any:
     return record.get("prompt_len", record.get("context_len"))
 
 
+def backend_label(record: dict) -> str:
+    """The record's backend, plus the ops that ran another variant and CUDA graphs when used: runs that
+    differ in any of these measured different code, so they are different series, never repeats."""
+    base = str(record.get("backend", "?"))
+    ops = record.get("ops") if isinstance(record.get("ops"), dict) else {}
+    others = [f"{op}={name}" for op, name in sorted(ops.items()) if name != base]
+    return base + (f" [{', '.join(others)}]" if others else "") + (" +cuda-graph" if record.get("cuda_graph") else "")
+
+
+def _series_values(record: dict) -> tuple:
+    return tuple(backend_label(record) if k == "backend" else record.get(k) for k in _SERIES_KEYS)
+
+
 def _point_key(record: dict) -> tuple:
     """Repeats of one point share everything but ``repeat`` (their settings keys differ by it)."""
-    return tuple(record.get(k) for k in _SERIES_KEYS + ("batch_size", "prompt_len", "gen_len"))
+    return _series_values(record) + tuple(record.get(k) for k in ("batch_size", "prompt_len", "gen_len"))
 
 
 def _is_number(value: Any, minimum: float = 0.0, strict: bool = True) -> bool:
@@ -164,7 +177,7 @@ def _dollars_from_medians(point: dict) -> None:
 def _series(points: list[dict]) -> dict[str, list[dict]]:
     by: dict[str, list[dict]] = defaultdict(list)
     for p in points:
-        by[" / ".join(str(p.get(k, "?")) for k in _SERIES_KEYS)].append(p)
+        by[" / ".join("?" if v is None else str(v) for v in _series_values(p))].append(p)
     return dict(by)
 
 

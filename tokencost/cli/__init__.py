@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from tokencost.cli.common import OneLineParser, check_output_path, fail, one_line_warnings
 
@@ -49,6 +51,23 @@ def _check_output_files(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if isinstance(value, str):
             check_output_path(value, f"--{name}")
+    out = getattr(args, "out", None)
+    if isinstance(out, str) and os.path.isfile(out) and os.path.getsize(out) > 0:
+        _check_results_file(out)
+
+
+def _check_results_file(path: str) -> None:
+    """``--out`` appends to a results file: one that exists must already be JSONL result records."""
+    from profiler.errors import ProfilerError
+    from profiler.results import read_records
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a torn last line is skipped (and repaired) when appending
+            read_records(path)
+    except ProfilerError as exc:
+        raise ValueError(f"--out {path} exists but is not a results file (JSONL records, one per line) to "
+                         f"append to: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

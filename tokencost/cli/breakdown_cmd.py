@@ -66,15 +66,13 @@ def _fail_fast(args: argparse.Namespace):
 
 
 def _measure(spec, context: int, device) -> tuple:
-    import dataclasses
-
-    from profiler.breakdown import breakdown_point
+    from profiler.breakdown import breakdown_point, check_point
     from profiler.env import collect_env
-    from profiler.runner import preflight, resolve_dtype
+    from profiler.runner import resolve_dtype
     from tokencost.cli.measure_hook import progress_display
 
     # Refuse a point that cannot fit before printing anything (the breakdown's cache holds `context`).
-    preflight(dataclasses.replace(spec, prompt_len=context - 1, gen_len=2), device, resolve_dtype(spec.dtype, device))
+    check_point(spec, context, device, resolve_dtype(spec.dtype, device))
     env = collect_env(device)
     print(f"profiling {spec.cfg.name} on {device} (batch {spec.batch_size}, context {context}, "
           f"{spec.gen_len} steps, backend {spec.backend})", file=sys.stderr)
@@ -151,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
     common = {k: summary[k] for k in ("model", "device", "device_name", "dtype", "backend", "timestamp")}
     records = bd.records(**common)
     payload = {"command": "breakdown", "summary": summary, "records": records}
-    write_json(args.json, payload)
+    print_json_line(payload)  # first: a file that fails to write must not cost the measurements
     for record in records if args.out else ():
         append_result(args.out, record)
-    print_json_line(payload)
+    write_json(args.json, payload)
     return 0
 
 

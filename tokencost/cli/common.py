@@ -24,7 +24,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse parser whose errors are one line (no usage dump) with exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        fail(f"{self.prog}: {message}")
+        sub = self.prog.removeprefix("tokencost").strip()  # "run" for a subcommand, "" for the top level
+        fail(f"{sub}: {message}" if sub else message)
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
@@ -177,8 +178,11 @@ def write_json(path: str | None, payload: object) -> None:
     if not path:
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_dumps(payload, indent=2) + "\n")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(_dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        raise ValueError(f"--json {path}: cannot write ({exc.strerror or exc})") from None
 
 
 def print_json_line(payload: object) -> None:

@@ -130,6 +130,7 @@ def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
 def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
     from profiler.runner import preflight, resolve_device, resolve_dtype
     from profiler.backends import resolve
+    from profiler.variant_check import check_variants
     from tokencost.cli.measure_hook import device_peaks, measure_spec, progress_display, warn_interpreter_up_front
     from tokencost.cli.pricing import resolve_price
 
@@ -138,8 +139,10 @@ def _measure_all(specs: list, args: argparse.Namespace) -> list[dict]:
     dtype = resolve_dtype(specs[0].dtype, device)
     preflight(specs[0], device, dtype)  # a point that cannot fit fails before anything is measured
     peaks = device_peaks(device, dtype)
-    for spec in specs:
-        warn_interpreter_up_front(resolve(spec.backend, dict(spec.op_overrides)).describe(), device)
+    for spec in specs:  # every backend's variants probed before the first one is measured
+        ops = resolve(spec.backend, dict(spec.op_overrides))
+        check_variants(ops, spec.cfg, device, dtype)
+        warn_interpreter_up_front(ops.describe(), device)
     records = []
     for spec in specs:
         print(f"measuring {spec.cfg.name} on {device} with backend {spec.backend} (batch {spec.batch_size}, "
@@ -160,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
                "backends": [r["backend"] for r in records], "op_overrides": dict(specs[0].op_overrides),
                "differences": diffs, "records": records}
     print_compare_table(payload)
+    print_json_line(payload)  # first: a file that fails to write must not cost the measurements
     write_json(args.json, payload)
-    print_json_line(payload)
     return 0
 
 

@@ -53,7 +53,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def _plan(args: argparse.Namespace):
     """Every check that needs no timing: (cfg, cases, device, dtype, backends)."""
     from profiler.backends import resolve
-    from profiler.kernel_bench import PHASES, model_cases, square_matmul_cases
+    import torch
+
+    from profiler.kernel_bench import PHASES, check_cases_fit, model_cases, square_matmul_cases
     from profiler.presets import resolve_model
     from profiler.runner import resolve_device, resolve_dtype
 
@@ -68,11 +70,14 @@ def _plan(args: argparse.Namespace):
     # CPU; asking for them there gives rows marked skipped, with the reason).
     default = DEFAULT_BACKENDS if device.type == "cuda" else ("torch",)
     backends = list(dict.fromkeys(args.backend or default))
+    from profiler.variant_check import check_variants
+
     for name in backends:
         if name != "triton" or device.type == "cuda":  # triton off a GPU is skipped, not resolved
-            resolve(name)
+            check_variants(resolve(name), cfg, device, dtype)  # a user's broken variant: one line, now
     phases = PHASES if args.phase == "all" else (args.phase,)
     cases = model_cases(cfg, args.batch_size, args.context, phases) + square_matmul_cases(args.matmul_square)
+    check_cases_fit(cases, torch.tensor([], dtype=dtype).element_size(), device.type)
     return cfg, cases, device, dtype, backends
 
 
@@ -146,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
         rows = run_cases(cases, settings, on_row=on_row, progress=update)
     summary = {**meta, "measured_peaks": dataclasses.asdict(measured) if measured else None, "rows": rows}
     print_kernel_table(summary)
+    print_json_line(summary)  # first: a file that fails to write must not cost the measurements
     write_json(args.json, summary)
     if args.csv:
         _write_csv(args.csv, rows, meta)
-    print_json_line(summary)
     return 0
 
 

@@ -45,6 +45,8 @@ def resolve_price(args: argparse.Namespace, *, device_type: str, device=None) ->
         raise CostError(f"give one price, not {' and '.join(given)}")
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
+    if getattr(args, "tco_param", None) and not getattr(args, "price_owned", False):
+        raise CostError("--tco-param needs --price-owned")
     if args.price_per_gpu_hour is not None:
         return {"usd_per_hour": check_usd_per_hour("--price-per-gpu-hour", args.price_per_gpu_hour),
                 "price_source": "--price-per-gpu-hour (user)"}

@@ -124,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
 
         record["compat"] = {tool: emit_compat(record, tool) for tool in tools}
     print_run_table(record)
-    write_json(args.json, record)
+    print_json_line(record)  # first: a file that fails to write below must not cost the measured record
     if args.out:
         from profiler.results import append_result
 
         append_result(args.out, record)
-    print_json_line(record)
+    write_json(args.json, record)
     return 0

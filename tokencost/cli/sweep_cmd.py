@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
                       memory_check=lambda spec: memory_skips.get((spec.batch_size, spec.prompt_len)))
         summary = summarize_sweep(latest_records(read_records(args.out), points), args.target_interactivity)
     print_sweep_table(summary)
+    print_json_line(summary)  # first: a file that fails to write must not cost the summary
     write_json(args.json, summary)
-    print_json_line(summary)
     return 0
 
 

@@ -4,6 +4,7 @@ and price it. The cost layer does the work (``tokencost.claims``); this module p
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tokencost.cli.common import add_price_args, positive_float, positive_int, print_json_line
 
@@ -124,9 +125,19 @@ def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
     from tokencost.cost import check_usd_per_hour, usd_per_gpu_hour_from_instance
     from tokencost.errors import CostError
 
+    owned = getattr(args, "price_owned", False)
     given = [a for a in (args.price_per_gpu_hour, args.price_per_instance_hour, args.price_from) if a is not None]
-    if len(given) > 1:
-        raise CostError("give one of --price-per-gpu-hour, --price-per-instance-hour or --price-from")
+    if len(given) + bool(owned) > 1:
+        raise CostError("give one of --price-per-gpu-hour, --price-per-instance-hour, --price-from or --price-owned")
+    if getattr(args, "tco_param", None) and not owned:
+        raise CostError("--tco-param needs --price-owned")
+    if owned:
+        from tokencost.cli.pricing import _owned_price
+
+        if args.gpu is None:
+            raise CostError("--price-owned needs --gpu (the owned GPU whose TCO prices the claims)")
+        price = _owned_price(_gpu_key(args.gpu), args.tco_param)
+        return price["usd_per_hour"], price["price_source"]
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
     if args.price_per_gpu_hour is not None:
@@ -142,6 +153,9 @@ def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
         quote = quote_from_name(args.price_from)
         if quote.device == "cpu":
             raise CostError(f"{args.price_from!r} is a CPU price; claims are priced per GPU-hour")
+        if args.gpu is not None and quote.device != _gpu_key(args.gpu):
+            print(f"tokencost: warning: the price row {quote.name} is for {quote.device}, not {_gpu_key(args.gpu)}: "
+                  "the $/Mtok prices one GPU's throughput at another GPU's rate", file=sys.stderr)
         return quote.usd_per_gpu_hour, f"{quote.name} ({quote.source}, {quote.date})"
     return None, None
 
@@ -196,7 +210,8 @@ def _detail_table(v):
                  ("FLOPs per output token", f"{b.flops_per_output_token / 1e9:,.2f} GFLOP"),
                  ("bandwidth / compute time", f"{b.bandwidth_time_s:.4g} s / {b.compute_time_s:.4g} s "
                                               f"(peak column {b.peak_column})")]
-    rows += [("price", f"${_fmt(v.usd_per_gpu_hour, '.4g')}/GPU-h ({v.price_source or 'none'})"),
+    rows += [("price", f"${_fmt(v.usd_per_gpu_hour, '.4g')}/GPU-h ({v.price_source})" if v.usd_per_gpu_hour
+              else "n/a (no catalog price for this GPU; give --price-per-gpu-hour or --price-from)"),
              ("$/Mtok (claimed tokens)", _fmt(v.usd_per_mtok_claimed_tokens, ".4g")),
              ("$/Mtok (output tokens)", _fmt(v.usd_per_mtok_output, ".4g"))]
     if c.stated_usd_per_mtok is not None:
