@@ -134,11 +134,7 @@ def check_output_path(path: str | None, option: str) -> None:
         raise ValueError(f"{option} needs a file path, got an empty string")
     if target.is_dir():
         raise ValueError(f"{option} {path} is a directory; give a file path")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{option} {path}: {parent} is not a directory")
+    parent = _nearest_existing(target.parent, option, path)
     try:  # probe for real: permissions alone miss read-only and virtual file systems (and root)
         if target.exists():
             with open(target, "a"):
@@ -146,6 +142,32 @@ def check_output_path(path: str | None, option: str) -> None:
         else:
             with tempfile.TemporaryFile(dir=parent):
                 pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _nearest_existing(folder: Path, option: str, path: str) -> Path:
+    """The nearest existing folder at or above ``folder``; ValueError when that is a file."""
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+    return folder
+
+
+def check_output_folder(path: str, option: str) -> None:
+    """Refuse an output *folder* that is a file or where nothing can be created, before any work.
+
+    Raises:
+        ValueError: with the option and path.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{option} {path} exists and is a file; give a folder")
+    folder = _nearest_existing(target, option, path)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as exc:
         raise ValueError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 

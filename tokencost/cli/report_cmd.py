@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tokencost.cli.common import one_line_warnings, print_json_line
+from tokencost.cli.common import check_output_folder, one_line_warnings, print_json_line
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,23 +18,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def check_out_folder(path: str) -> None:
-    """Raises ValueError when ``path`` (or the nearest existing folder above it) is not a folder."""
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"--out {path} exists and is a file; give a folder")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--out {path}: {parent} is a file, not a folder")
-
-
 def run(args: argparse.Namespace) -> int:
     from profiler.results import read_numbered_records  # lazy: the profiler package may import torch
     from tokencost.report import check_records, write_report
 
-    check_out_folder(args.out)
+    check_output_folder(args.out, "--out")
     with one_line_warnings():
         records = check_records(read_numbered_records(args.results), args.results)
     if not records:
