@@ -43,11 +43,11 @@ import sys
 import tempfile
 from typing import Any
 
-# Target properties per compute capability. Shared memory per block (opt-in maximum) and registers:
-# CUDA C++ Programming Guide, "Technical Specifications per Compute Capability" (227 KB for 9.0,
-# 163 KB for 8.0, 99 KB for 8.6/8.9; 64K 32-bit registers per SM, 255 per thread; kernels.md 2.5).
-# SM counts: H100/H200 SXM 132 (gpu-specs.md), A100 108 (NVIDIA A100 datasheet), L40S 142 (NVIDIA
-# L40S datasheet).
+# Target properties per compute capability. Shared memory per block (opt-in maximum): 227 KB on
+# Hopper and 99 KB on Ada (kernels.md 2.5, quoting NVIDIA's tuning guides), 163 KB on A100 (CUDA C++
+# Programming Guide, "Technical Specifications per Compute Capability", 8.0); 64K 32-bit registers
+# per SM and 255 per thread (same table). SM counts from gpu-specs.md: H100/H200 SXM 132, A100 108,
+# L40S 142.
 TARGETS: dict[int, dict[str, Any]] = {
     90: {"gpu": "H100/H200 SXM", "sms": 132, "max_shared_mem": 227 * 1024},
     80: {"gpu": "A100", "sms": 108, "max_shared_mem": 163 * 1024},
