@@ -43,6 +43,8 @@ import sys
 import tempfile
 from typing import Any
 
+from profiler.errors import one_line
+
 # Target properties per compute capability. Shared memory per block (opt-in maximum): 227 KB on
 # Hopper and 99 KB on Ada (kernels.md 2.5, quoting NVIDIA's tuning guides), 163 KB on A100 (CUDA C++
 # Programming Guide, "Technical Specifications per Compute Capability", 8.0); 64K 32-bit registers
@@ -152,7 +154,7 @@ class Recorder:
     def failed(self, exc: BaseException) -> None:
         from triton.runtime.errors import OutOfResources
 
-        text = " ".join(str(exc).split())[:300]
+        text = one_line(exc)
         status = "out of resources" if isinstance(exc, OutOfResources) else "error"
         row = self._pending
         if row is not None and row.case == self.case and row.status == "ok" and status == "out of resources":
@@ -444,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 fn(*op_args)
             except Exception as exc:  # noqa: BLE001  (every op call is reported, then the next one runs)
-                failures.append(f"{label}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                failures.append(f"{label}: {type(exc).__name__}: {one_line(exc)}")
         for batch in batch_sizes:
             if args.decode_steps == 0:
                 break

@@ -5,6 +5,12 @@ print it on one line and exit with status 2.
 """
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` (an exception or message) on one line, whitespace collapsed, cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
 class ProfilerError(ValueError):
     """Base class: bad input to the profiler (a config, a size, a device, a backend)."""
 

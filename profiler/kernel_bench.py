@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 
 from profiler.config import ModelConfig
-from profiler.errors import BackendUnavailableError, ConfigError, ProfilerError
+from profiler.errors import BackendUnavailableError, ConfigError, ProfilerError, one_line
 from profiler.timing import RegionTimer, percentile, time_once
 
 PHASES: tuple[str, ...] = ("prefill", "decode")
@@ -582,7 +582,7 @@ def _run_case(case: KernelCase, s: BenchSettings, skips: dict[str, str | None]) 
 
 
 def _error_text(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    return one_line(f"{type(exc).__name__}: {exc}", 500)
 
 
 def add_speedups(rows: list[dict]) -> None:

@@ -14,7 +14,7 @@ import torch
 from profiler import roofline
 from profiler.backends import VariantError, variant_in_traceback
 from profiler.config import ModelConfig
-from profiler.errors import ProfilerError
+from profiler.errors import ProfilerError, one_line
 from profiler.measure import DecodeSettings, ProgressFn, measure_decode
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -206,11 +206,16 @@ def cpu_load_warnings(env: dict, device: torch.device) -> list[str]:
             "timings include waits for other processes; rerun on a quiet machine"]
 
 
+def interpreted_ops(ops: dict[str, str], device: torch.device) -> list[str]:
+    """The ops that run on the Triton interpreter: the triton ones, when the device is a CPU."""
+    return sorted(op for op, backend in ops.items() if backend == "triton") if device.type == "cpu" else []
+
+
 def interpreter_warnings(ops: dict[str, str], device: torch.device) -> list[str]:
     """Triton ops on a CPU run under TRITON_INTERPRET=1, a sequential numpy simulation meant for
     correctness (kernels.md §4): their times say nothing about the kernels, so neither do the dollars."""
-    simulated = sorted(op for op, backend in ops.items() if backend == "triton")
-    if device.type != "cpu" or not simulated:
+    simulated = interpreted_ops(ops, device)
+    if not simulated:
         return []
     return [f"{', '.join(simulated)} ran on the Triton interpreter (TRITON_INTERPRET=1), a CPU simulation for "
             "correctness: these timings and the $/Mtok from them are not the kernels' performance"]
@@ -269,7 +274,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
         culprit = variant_in_traceback(exc, ops)
         if culprit is None:
             raise
-        raise VariantError(f"op {culprit} raised {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+        raise VariantError(f"op {culprit} raised {type(exc).__name__}: {one_line(exc)}") from exc
     record = {
         "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),
         "dtype": str(dtype).removeprefix("torch."), "backend": spec.backend, "ops": ops.describe(),

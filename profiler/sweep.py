@@ -14,7 +14,7 @@ import datetime as _dt
 import os
 from typing import Callable, Iterable
 
-from profiler.errors import ProfilerError
+from profiler.errors import ProfilerError, one_line
 from profiler.memory import InsufficientMemoryError
 from profiler.results import append_result, completed_keys, read_records, settings_key
 from profiler.runner import RunSpec
@@ -145,7 +145,7 @@ def measure_point(point: SweepPoint, measure: MeasureFn, memory_check: Callable[
         if not is_out_of_memory(exc):
             raise
         _release_memory()
-        return _skip_record(point, f"out of memory: {' '.join(str(exc).split())[:200]}")
+        return _skip_record(point, f"out of memory: {one_line(exc, 200)}")
     record.setdefault("status", "ok")
     record["repeat"] = point.repeat
     return record

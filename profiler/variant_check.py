@@ -14,13 +14,9 @@ import torch
 
 from profiler.backends import Ops, VariantError, user_variants
 from profiler.config import ModelConfig
+from profiler.errors import one_line
 
 _TOKENS = 3  # prefill length of the probe inputs (odd on purpose)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def probe_calls(op: str, cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> list[tuple[tuple, tuple]]:
@@ -82,7 +78,7 @@ def check_variants(ops: Ops, cfg: ModelConfig, device: torch.device, dtype: torc
                 raise
             except Exception as exc:  # noqa: BLE001  (user code: any failure, reported in one line)
                 raise VariantError(f"op {op}={name} raised {type(exc).__name__} on a small probe call: "
-                                   f"{_one_line(exc)}") from None
+                                   f"{one_line(exc)}") from None
             try:
                 outputs = _outputs(op, out, shapes)
             except VariantError as exc:

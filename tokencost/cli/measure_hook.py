@@ -84,8 +84,10 @@ def measure_spec(spec, price: dict, peaks, progress=None) -> dict:
 
 def warn_interpreter_up_front(ops: dict[str, str], device) -> None:
     """Before a run that uses the Triton interpreter starts: say that it is slow and not a timing."""
-    simulated = sorted(op for op, backend in ops.items() if backend == "triton")
-    if simulated and device.type == "cpu":
+    from profiler.runner import interpreted_ops
+
+    simulated = interpreted_ops(ops, device)
+    if simulated:
         print(f"tokencost: warning: {', '.join(simulated)} will run on the Triton interpreter (TRITON_INTERPRET=1): "
               "a CPU simulation for correctness, often seconds to minutes per decode step for a real model; "
               "its timings are not the kernels' performance (a tiny --config keeps it short)", file=sys.stderr)
