@@ -7,6 +7,7 @@ device, stride or value, with a one-line message that names the argument.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -104,7 +105,8 @@ def check_same_dtype(named: Iterable[tuple[str, torch.Tensor]]) -> torch.dtype:
     dtype = items[0][1].dtype
     for name, t in items[1:]:
         if t.dtype != dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but {items[0][0]} has {dtype}; they must match")
+            raise TypeError(f"{name} has dtype {str(t.dtype).removeprefix('torch.')} but {items[0][0]} has "
+                            f"{str(dtype).removeprefix('torch.')}; they must match")
     return dtype
 
 
@@ -124,6 +126,31 @@ def check_device(named: Iterable[tuple[str, torch.Tensor]]) -> torch.device:
         raise ValueError(f"{items[0][0]} is on {device}; the Triton kernels need CUDA tensors "
                          "(or TRITON_INTERPRET=1 set before import, for CPU tensors)")
     return device
+
+
+def check_number(name: str, value: object, minimum: float = 0.0, inclusive: bool = False) -> float:
+    """A finite real number (not a bool) above ``minimum`` (or equal to it when ``inclusive``); returned
+    as a float.
+
+    Raises:
+        ValueError: anything else (bool, NaN, infinity, out of range, not a number).
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (value == minimum and not inclusive):
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """An int >= 1 (not a bool); returned.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def check_shape(name: str, t: torch.Tensor, shape: Sequence[int]) -> None:

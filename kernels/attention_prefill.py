@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import (autotune_or_fixed, check_device, check_same_dtype, check_tensor, dot_precision,
-                             next_power_of_2, output)
+from kernels._common import (autotune_or_fixed, check_device, check_number, check_positive_int, check_same_dtype,
+                             check_tensor, dot_precision, next_power_of_2, output)
 
 LOG2_E = 1.4426950408889634  # 1 / ln 2: exp(x) = exp2(x * log2(e))
 MAX_HEAD_DIM = 256
@@ -188,10 +188,10 @@ def check_attention_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_ra
         raise ValueError(f"query heads ({Hq}) must be a multiple of KV heads ({k.shape[1]})")
     if not 1 <= D <= MAX_HEAD_DIM:
         raise ValueError(f"head_dim {D} is not supported (1..{MAX_HEAD_DIM})")
-    if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
-        raise ValueError(f"scale must be a positive number or None, got {scale!r}")
-    if window is not None and not (isinstance(window, int) and window >= 1):
-        raise ValueError(f"window must be a positive int or None, got {window!r}")
+    if scale is not None:
+        check_number("scale", scale)
+    if window is not None:
+        check_positive_int("window", window)
     return device
 
 

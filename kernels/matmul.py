@@ -24,8 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import (autotune_or_fixed, cdiv, check_device, check_same_dtype, check_shape,
-                             check_tensor, dot_precision, next_power_of_2, output, sm_count)
+from kernels._common import (autotune_or_fixed, cdiv, check_device, check_positive_int, check_same_dtype,
+                             check_shape, check_tensor, dot_precision, next_power_of_2, output, sm_count)
 
 
 def _config(bm: int, bn: int, bk: int, stages: int, warps: int, group: int = 8) -> triton.Config:
@@ -229,8 +229,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, *
     c = output("out", out, (M, N), a.dtype, device)
     if split_k is None:
         split_k = choose_split_k(M, N, K, sm_count(device))
-    if not isinstance(split_k, int) or split_k < 1:
-        raise ValueError(f"split_k must be a positive int, got {split_k!r}")
+    check_positive_int("split_k", split_k)
     kernel = _matmul_skinny if M <= _SKINNY_MAX_M else _matmul_large
     ws = torch.empty((split_k, M, N), dtype=torch.float32, device=device) if split_k > 1 else c
     bias_arg = bias if bias is not None else c  # never read when HAS_BIAS is False

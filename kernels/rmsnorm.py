@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import check_device, check_same_dtype, check_tensor, next_power_of_2, output, row_layout
+from kernels._common import (check_device, check_number, check_same_dtype, check_tensor, next_power_of_2, output,
+                             row_layout)
 
 # Whole-row kernel: like Triton's layer-norm tutorial (05-layer-norm), a row of at most 64 KB (here
 # counted in fp32, the math type) is held by one program: hidden sizes up to 16,384 (Llama-3.1-405B's).
@@ -69,8 +70,7 @@ def _check(x, weight, eps, residual):
         raise ValueError(f"rmsnorm supports hidden sizes 1..{_MAX_ROW_BYTES // 4}, got {H}")
     if weight.stride(0) != 1 and H > 1:
         raise ValueError("weight must be contiguous")
-    if not isinstance(eps, (int, float)) or eps < 0:
-        raise ValueError(f"eps must be a non-negative number, got {eps!r}")
+    check_number("eps", eps, inclusive=True)
     return device
 
 
@@ -96,9 +96,11 @@ def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.T
     Raises:
         TypeError: unsupported or mismatched dtypes, bfloat16 under the interpreter.
         ValueError: weight/residual shape mismatch, H above 16,384, strided last dim, bad eps,
-            mixed or non-CUDA devices, bad ``out``/``residual_out``.
+            mixed or non-CUDA devices, bad ``out``/``residual_out``, ``residual_out`` without ``residual``.
     """
     device = _check(x, weight, eps, residual)
+    if residual is None and residual_out is not None:
+        raise ValueError("residual_out is given without residual; it holds x + residual, so pass residual too")
     H = x.shape[-1]
     y = output("out", out, x.shape, x.dtype, device)
     s = None if residual is None else output("residual_out", residual_out, x.shape, x.dtype, device)

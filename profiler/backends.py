@@ -128,6 +128,19 @@ def resolve(backend: str = "torch", overrides: dict[str, str] | None = None) -> 
     return Ops(**fns, sources=tuple(chosen.items()))
 
 
+def interpreter_requested() -> bool:
+    """True when the environment asks for the Triton CPU interpreter (``TRITON_INTERPRET`` set to a
+    value Triton reads as true: 1, true, on, yes), judged as Triton itself judges it."""
+    import os
+
+    import triton
+
+    knobs = getattr(triton, "knobs", None)  # Triton >= 3.4; older releases read the variable directly
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
 class VariantError(ProfilerError):
     """A user-registered op variant raised, or returned something other than the op's contract."""
 

@@ -415,7 +415,7 @@ def load_config(path: str | Path) -> ModelConfig:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-    name = path.parent.name if path.name == "config.json" else path.stem
+    name = path.resolve().parent.name if path.name == "config.json" else path.stem
     try:
         return config_from_dict(data, name=name, source=str(path))
     except ConfigError as exc:

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from profiler.backends import interpreter_requested
 from profiler.config import ModelConfig
 from profiler.errors import BackendUnavailableError, ConfigError, ProfilerError, one_line
 from profiler.timing import RegionTimer, percentile, time_once
@@ -506,6 +507,9 @@ def _peak_fields(s: BenchSettings) -> dict:
 def _notes(row: dict, s: BenchSettings) -> list[str]:
     """Warnings a reader needs next to a timed row (launch-bound GPU call, a rate above a ceiling)."""
     notes = []
+    if (s.device.type == "cpu" and row["backend"] != "torch" and interpreter_requested()):
+        notes.append("TRITON_INTERPRET=1 is set: if this variant launches Triton kernels, they ran on the "
+                     "interpreter and this time is not the kernel's performance")
     if s.device.type == "cuda" and row["median_s"] < LAUNCH_BOUND_S:
         notes.append("median below 20 µs: CPU launch overhead (inside do_bench's timing) dominates")
     keys = ("bandwidth_peak_pct", "measured_bandwidth_peak_pct", "roofline_pct", "measured_roofline_pct")

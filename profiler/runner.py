@@ -12,9 +12,9 @@ import datetime as _dt
 import torch
 
 from profiler import roofline
-from profiler.backends import VariantError, variant_in_traceback
+from profiler.backends import VariantError, interpreter_requested, variant_in_traceback
 from profiler.config import ModelConfig
-from profiler.errors import ProfilerError, one_line
+from profiler.errors import BackendUnavailableError, ConfigError, ProfilerError, one_line
 from profiler.measure import DecodeSettings, ProgressFn, measure_decode
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -125,6 +125,7 @@ def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype, reuse: "M
     seq_len = spec.settings().seq_len
     pooled = reuse.get(spec, device, dtype) if reuse is not None else None
     preflight(spec, device, dtype, weights_resident=pooled is not None)
+    check_triton_ops(ops.describe(), spec.cfg, device, dtype)
     check_variants(ops, spec.cfg, device, dtype)
     if reuse is not None:
         model = pooled
@@ -211,14 +212,50 @@ def interpreted_ops(ops: dict[str, str], device: torch.device) -> list[str]:
     return sorted(op for op, backend in ops.items() if backend == "triton") if device.type == "cpu" else []
 
 
+def check_triton_ops(ops: dict[str, str], cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse, before anything is built or measured, what the built-in triton ops cannot run: bfloat16
+    on the Triton interpreter (it has no bfloat16 arithmetic: kernels.md, section 0), and a head_dim
+    above the attention kernels' limit.
+
+    Raises:
+        BackendUnavailableError: bfloat16 with triton ops on a CPU.
+        ConfigError: a triton attention op with ``cfg.head_dim`` above the kernels' maximum.
+    """
+    simulated = interpreted_ops(ops, device)
+    if simulated and dtype == torch.bfloat16:
+        raise BackendUnavailableError(
+            f"{', '.join(simulated)} would run on the Triton interpreter, which has no bfloat16; "
+            "use --dtype float32 or float16 on a CPU, or run on a CUDA GPU")
+    attention = sorted(op for op, b in ops.items() if b == "triton" and op.startswith("attention"))
+    if attention:
+        from kernels.attention_prefill import MAX_HEAD_DIM
+
+        if cfg.head_dim > MAX_HEAD_DIM:
+            raise ConfigError(f"{cfg.name} has head_dim {cfg.head_dim}; the triton {', '.join(attention)} kernels "
+                              f"support up to {MAX_HEAD_DIM} (use --op {attention[0]}=torch)")
+
+
+def user_ops_under_interpreter(ops: dict[str, str], device: torch.device) -> list[str]:
+    """The ops given to a user's variant (neither torch nor the built-in triton) on a CPU while
+    ``TRITON_INTERPRET=1`` is set: any Triton kernel such a variant launches runs on the interpreter."""
+    if device.type != "cpu" or not interpreter_requested():
+        return []
+    return sorted(f"{op}={backend}" for op, backend in ops.items() if backend not in ("torch", "triton"))
+
+
 def interpreter_warnings(ops: dict[str, str], device: torch.device) -> list[str]:
     """Triton ops on a CPU run under TRITON_INTERPRET=1, a sequential numpy simulation meant for
     correctness (kernels.md §4): their times say nothing about the kernels, so neither do the dollars."""
+    warnings = []
     simulated = interpreted_ops(ops, device)
-    if not simulated:
-        return []
-    return [f"{', '.join(simulated)} ran on the Triton interpreter (TRITON_INTERPRET=1), a CPU simulation for "
-            "correctness: these timings and the $/Mtok from them are not the kernels' performance"]
+    if simulated:
+        warnings.append(f"{', '.join(simulated)} ran on the Triton interpreter (TRITON_INTERPRET=1), a CPU simulation "
+                        "for correctness: these timings and the $/Mtok from them are not the kernels' performance")
+    user = user_ops_under_interpreter(ops, device)
+    if user:
+        warnings.append(f"TRITON_INTERPRET=1 is set on a CPU: if {', '.join(user)} launch Triton kernels, those ran on "
+                        "the interpreter and their timings are not the kernels' performance")
+    return warnings
 
 
 # Below this many decode steps a p90 is (nearly) the slowest step: interpolated between the top two.

@@ -74,10 +74,11 @@ def check_grid(points: list[SweepPoint], device, dtype) -> dict[tuple[int, int],
     Raises:
         ProfilerError: a point that can never run (context length + gen-len past the model's
             positions, a bad size, an unknown backend, a config the decode model cannot build,
-            --cuda-graph off CUDA), or no point estimated to fit in memory.
+            --cuda-graph off CUDA, bfloat16 on the Triton interpreter, a head_dim the triton attention
+            kernels do not support), or no point estimated to fit in memory.
     """
     from profiler.backends import resolve
-    from profiler.runner import check_cuda_graph, preflight
+    from profiler.runner import check_cuda_graph, check_triton_ops, preflight
 
     if not points:
         raise ProfilerError("a sweep needs at least one point")
@@ -86,7 +87,8 @@ def check_grid(points: list[SweepPoint], device, dtype) -> dict[tuple[int, int],
         raise error
     base = points[0].spec
     check_cuda_graph(base, device)
-    resolve(base.backend, dict(base.op_overrides))
+    ops = resolve(base.backend, dict(base.op_overrides))
+    check_triton_ops(ops.describe(), base.cfg, device, dtype)
     specs = {(p.spec.batch_size, p.spec.prompt_len): p.spec for p in points}
     skips: dict[tuple[int, int], str] = {}
     for size, spec in specs.items():

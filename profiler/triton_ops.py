@@ -11,12 +11,11 @@ checks, ``benchmarks/compile_check.py``); otherwise it raises BackendUnavailable
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
 
-from profiler.backends import register
+from profiler.backends import interpreter_requested, register
 from profiler.errors import BackendUnavailableError
 
 
@@ -25,7 +24,7 @@ def _compile_only() -> bool:
     return common is not None and common.is_compile_only()
 
 
-if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" and not _compile_only():
+if not torch.cuda.is_available() and not interpreter_requested() and not _compile_only():
     raise BackendUnavailableError(
         "the triton backend needs a CUDA GPU or TRITON_INTERPRET=1 (set before start); use --backend torch")
 

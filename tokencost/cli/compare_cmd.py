@@ -56,7 +56,7 @@ def _specs(args: argparse.Namespace) -> list:
             sizes, device, dtype, overrides).
     """
     from profiler.backends import resolve
-    from profiler.runner import check_positions, resolve_device, resolve_dtype
+    from profiler.runner import check_triton_ops, check_positions, resolve_device, resolve_dtype
     from tokencost.cli.run_cmd import spec_from_args
 
     backends = args.backend
@@ -67,10 +67,12 @@ def _specs(args: argparse.Namespace) -> list:
     base = spec_from_args(args, backend=backends[0])
     base.settings().validate()
     check_positions(base)
-    resolve_dtype(base.dtype, resolve_device(base.device))
+    device = resolve_device(base.device)
+    dtype = resolve_dtype(base.dtype, device)
     specs = [dataclasses.replace(base, backend=b) for b in backends]
     for spec in specs:
-        resolve(spec.backend, dict(spec.op_overrides))  # BackendUnavailableError / ProfilerError here
+        ops = resolve(spec.backend, dict(spec.op_overrides))  # BackendUnavailableError / ProfilerError here
+        check_triton_ops(ops.describe(), spec.cfg, device, dtype)
     return specs
 
 

@@ -70,10 +70,14 @@ def _plan(args: argparse.Namespace):
     # CPU; asking for them there gives rows marked skipped, with the reason).
     default = DEFAULT_BACKENDS if device.type == "cuda" else ("torch",)
     backends = list(dict.fromkeys(args.backend or default))
+    from profiler.kernel_bench import backend_skip_reason
     from profiler.variant_check import check_variants
 
+    skips = {name: backend_skip_reason(name, device) for name in backends}
+    if all(skips.values()):
+        raise ValueError(f"nothing to time: {'; '.join(f'{b}: {r}' for b, r in skips.items())}")
     for name in backends:
-        if name != "triton" or device.type == "cuda":  # triton off a GPU is skipped, not resolved
+        if not skips[name]:  # triton off a GPU is skipped, not resolved
             check_variants(resolve(name), cfg, device, dtype)  # a user's broken variant: one line, now
     phases = PHASES if args.phase == "all" else (args.phase,)
     cases = model_cases(cfg, args.batch_size, args.context, phases) + square_matmul_cases(args.matmul_square)
