@@ -377,12 +377,13 @@ def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
     max_pos = _get(d, "max_position_embeddings", int, defaults)
     theta, scaling = _rope(d, defaults, max_pos)
     dtype = d.get("torch_dtype", d.get("dtype"))
+    kv_heads = _derived(d, "num_key_value_heads", int, defaults)
     return ModelConfig(
         name=name,
         model_type=model_type,
         **shape,
         head_dim=head_dim,
-        num_key_value_heads=_derived(d, "num_key_value_heads", int, defaults) or heads,
+        num_key_value_heads=heads if kv_heads is None else kv_heads,  # 0 stays 0 and is refused
         rms_norm_eps=_get(d, "rms_norm_eps", float, defaults),
         rope_theta=theta,
         rope_scaling=scaling,

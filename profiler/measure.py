@@ -159,6 +159,7 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
         steps = settings.gen_len - 1
         step_timer = RegionTimer(device)
         monitor = GpuMonitor(device).start()  # energy counter and clocks around the decode steps
+        synchronize(device)  # nothing queued before the first step may land inside the wall clock
         wall0 = time.perf_counter()
         for i in range(steps):
             with step_timer.region():

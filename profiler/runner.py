@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+from typing import Sequence
 
 import torch
 
@@ -270,6 +271,26 @@ def tail_sample_warnings(n_steps: int) -> list[str]:
             f"not a tail estimate; use --gen-len >= {_MIN_STEPS_FOR_P90 + 1}"]
 
 
+# The per-step samples may cover less of the independent decode wall clock than this only when work
+# between steps (host overhead, other processes) was left out of TPOT.
+_MIN_STEP_SHARE_OF_WALL = 0.5
+
+
+def wall_clock_warnings(step_times_s: Sequence[float], decode_wall_s: float) -> list[str]:
+    """Cross-check of the per-step timer against the independent wall clock around the whole decode
+    loop: the steps lie inside it, so their sum may not exceed it (2 % + 0.1 ms allowed for clock
+    granularity), and a sum under half of it means TPOT leaves out most of the decode time."""
+    total = sum(step_times_s)
+    if total > decode_wall_s * 1.02 + 1e-4:
+        return [f"the decode steps sum to {total:.4g} s but the wall clock around them read {decode_wall_s:.4g} s: "
+                "the per-step timer is not trustworthy on this device"]
+    if total < _MIN_STEP_SHARE_OF_WALL * decode_wall_s:
+        return [f"the timed decode steps cover only {100 * total / decode_wall_s:.0f} % of the decode wall clock "
+                f"({total:.4g} of {decode_wall_s:.4g} s): time between steps (host work, other processes) is not "
+                "in TPOT"]
+    return []
+
+
 def energy_fields(m, batch_size: int) -> dict:
     """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
     mon = m.gpu_monitor or {}
@@ -331,6 +352,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
     record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
-                          + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n))
+                          + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n)
+                          + wall_clock_warnings(m.step_times_s, m.decode_wall_s))
     record["env"] = env
     return record

@@ -297,6 +297,7 @@ _DROP = object()
             "mixing sliding and full attention",
         ),
         (["not", "a", "dict"], "JSON object"),
+        ({"model_type": "llama", **MINIMAL, "num_key_value_heads": 0}, "num_key_value_heads must be positive"),
     ],
 )
 def test_bad_configs_raise_config_error_naming_the_key(d, key):

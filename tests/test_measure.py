@@ -54,3 +54,26 @@ def test_non_finite_logits_are_rejected():
         model.norm.fill_(float("inf"))
     with pytest.raises(ProfilerError, match="non-finite"):
         measure_decode(model, DecodeSettings(batch_size=1, prompt_len=4, gen_len=3))
+
+
+def test_warm_up_runs_first_and_is_not_timed():
+    """The first forward (a stand-in for compilation / autotuning) sleeps 0.2 s: it must fall in the
+    warm-up, which runs one prefill and ``warmup_steps`` steps, and never in TTFT or a decode step."""
+    import time
+
+    model = _model(batch=1)
+    calls = []
+    forward = model.forward
+
+    def slow_first(tokens, pos):
+        calls.append(tokens.shape[1])
+        if len(calls) == 1:
+            time.sleep(0.2)
+        return forward(tokens, pos)
+
+    model.forward = slow_first
+    s = DecodeSettings(batch_size=1, prompt_len=9, gen_len=6, warmup_steps=2)
+    m = measure_decode(model, s)
+    # warm-up: prefill (9 tokens) + 2 steps; timed: prefill + 5 steps
+    assert calls == [9, 1, 1, 9, 1, 1, 1, 1, 1]
+    assert m.ttft_s < 0.2 and max(m.step_times_s) < 0.2

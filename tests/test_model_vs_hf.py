@@ -29,6 +29,7 @@ from profiler.errors import ConfigError, KVCacheOverflowError, ProfilerError
 from profiler.generate import greedy_generate
 from profiler.model import LABELS, Transformer, build_model, default_max_seq_len, rope_inv_freq
 from profiler.presets import get_preset
+from profiler.roofline import param_count
 
 REL_TOL = 1e-4
 PROMPT_LEN, N_STEPS = 7, 9
@@ -131,6 +132,10 @@ def test_prefill_and_decode_match_hf(case, tmp_path):
     cls_name, overrides, batch = CASES[case]
     hf = _hf_model(cls_name, **overrides)
     model = _ours(hf, tmp_path)
+    # metrics.md §6: the parameter count from the config formula, our built model and HF's agree
+    # (parameters() lists a tied embedding / LM head once).
+    assert param_count(model.cfg) == sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in hf.parameters())
     prompt = _prompt(batch)
     ref_logits, fed = _hf_greedy(hf, prompt, N_STEPS)
     _assert_close(model(prompt, 0), ref_logits[0], f"{case} prefill")

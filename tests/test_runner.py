@@ -70,3 +70,26 @@ def test_interpreter_timings_are_flagged():
     assert "linear, swiglu" in warning and "interpreter" in warning
     assert interpreter_warnings(ops, torch.device("cuda")) == []
     assert interpreter_warnings({"linear": "torch"}, torch.device("cpu")) == []
+
+
+def test_wall_clock_cross_check_flags_a_timer_that_disagrees():
+    from profiler.runner import wall_clock_warnings
+
+    assert wall_clock_warnings([0.01] * 10, 0.105) == []
+    (over,) = wall_clock_warnings([0.01] * 10, 0.05)  # steps cannot sum past the clock around them
+    assert "not trustworthy" in over
+    (gap,) = wall_clock_warnings([0.001] * 10, 0.1)  # 10 % of the wall inside the timed steps
+    assert "cover only 10 %" in gap
+
+
+def test_a_run_record_carries_the_wall_clock_check(tmp_path):
+    """A real run: the steps lie inside the independent wall clock, and the record says so by having
+    no timer-disagreement warning."""
+    from profiler.presets import resolve_model
+    from profiler.runner import RunSpec, run_point
+    from tests.tiny import write_config
+
+    spec = RunSpec(cfg=resolve_model(None, str(write_config(tmp_path))), prompt_len=8, gen_len=6)
+    r = run_point(spec, bandwidth_bytes_per_s=1e10, bandwidth_source="test")
+    assert sum(r["step_times_s"]) <= r["decode_wall_s"] * 1.02 + 1e-4
+    assert not any("not trustworthy" in w for w in r["warnings"])

@@ -160,3 +160,41 @@ def test_dummy_weights_repeat_one_seeded_block_in_large_tensors(monkeypatch):
     assert len(torch.unique(flat[:1000])) == 1000
     assert torch.equal(bf16.embed, fp32.embed.bfloat16())
     assert not torch.equal(fp32.layers[0].mlp.w_down.view(-1)[:1000], flat[:1000])  # next draw per tensor
+
+
+def _cli_fails_while_measuring(capsys, argv) -> str:
+    """Exit status 2 with the last stderr line ``tokencost: error: ...`` (after the "measuring" line:
+    the checkpoint is read when the model is built); returns that line."""
+    from tokencost.cli import main, measure_hook
+
+    measure_hook._POOL = None  # one process keeps the last model for reuse; a new CLI call would not
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and last.startswith("tokencost: error:"), last
+    return last
+
+
+def test_cli_runs_on_a_sharded_checkpoint_and_really_loads_it(tmp_path, capsys):
+    """`run --weights DIR` on a sharded checkpoint: it measures, and what it measures are the loaded
+    tensors: the same checkpoint with one weight set to infinity (which dummy weights never hold) ends
+    in the non-finite-logits error, and a tensor of the wrong shape is named in a one-line error."""
+    from tokencost.cli import main
+
+    hf = _tiny_hf()
+    ckpt = _save(hf, tmp_path / "ckpt", max_shard_size="8KB")
+    argv = ["run", "--weights", str(ckpt), "--prompt-len", "4", "--gen-len", "3", "--price-per-gpu-hour", "1"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["weights"] == str(ckpt)
+
+    index = json.loads((ckpt / "model.safetensors.index.json").read_text())
+    name = "model.norm.weight"
+    shard = ckpt / index["weight_map"][name]
+    tensors = load_file(shard)
+    tensors[name] = torch.full_like(tensors[name], float("inf"))
+    save_file(tensors, shard, metadata={"format": "pt"})
+    assert "non-finite logits" in _cli_fails_while_measuring(capsys, argv)
+
+    tensors[name] = torch.ones(tensors[name].shape[0] + 1)
+    save_file(tensors, shard, metadata={"format": "pt"})
+    assert name in _cli_fails_while_measuring(capsys, argv)
