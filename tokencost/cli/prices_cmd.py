@@ -122,7 +122,7 @@ def _api_table(prices):
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from rich.console import Console
+    from tokencost.cli.render import Console
 
     groups = _selected(args)
     tco = _tco(args)
@@ -135,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
                          "tco": dataclasses.asdict(tco) if tco else None})
         return 0
     console = Console()
-    if not console.is_terminal:  # piped: wide lines rather than folded names
-        console = Console(width=160)
     for name, build in (("gpu", _gpu_table), ("cpu", _cpu_table), ("api", _api_table)):
         if groups[name]:
             console.print(build(groups[name]))
