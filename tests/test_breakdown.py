@@ -182,6 +182,29 @@ def test_attribute_maps_cpu_shares_and_keeps_kernel_time():
     assert sum(rows.values()) == pytest.approx(2e-3)
 
 
+@pytest.mark.parametrize("step_s, warned", [(1.9e-3, True), (2e-3, False), (4e-3, False), (8e-3, False),
+                                            (8.1e-3, True), (0.176, True)])
+def test_attribute_warns_when_the_profiler_scale_is_implausible(step_s, warned):
+    # Profiled step 4 ms: scale = unprofiled ÷ profiled, warned outside [0.5, 2] (43.9 was seen under load).
+    _, scale, warnings = breakdown.attribute({"matmul.qkv_proj": 3e-3, "other": 1e-3}, step_s, "cpu")
+    assert scale == pytest.approx(step_s / 4e-3)
+    assert bool(warnings) is warned
+    assert all("outside [0.5, 2]" in w and f"{scale:.3g}" in w for w in warnings)
+
+
+def test_cli_breakdown_warns_when_the_cpu_was_busy(tmp_path, capsys, one_thread, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 1000.0, 1000.0))
+    argv = ["breakdown", "--config", str(write_config(tmp_path)), "--context", "8", "--gen-len", "3",
+            "--warmup-steps", "0", "--price-per-gpu-hour", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    s = json.loads(captured.out.strip().splitlines()[-1])["summary"]
+    warning = next(w for w in s["warnings"] if "load average" in w)
+    assert "1000.0" in warning and f"tokencost: warning: {warning}" in captured.err
+
+
 @pytest.mark.parametrize("args", [
     ({"a": 1.0, "other": 0.0}, 0.0, "cpu"), ({"a": -1.0, "other": 1.0}, 1.0, "cpu"), ({"a": 1.0}, 1.0, "cpu"),
     ({"a": 1.0}, 1.0, "gpu"), ({"a": float("nan")}, 1.0, "device"),

@@ -71,6 +71,27 @@ RIDGE = {"h100-sxm": 295, "h100-pcie": 378, "h200": 206, "b200": 281, "a100-sxm-
          "l40s": 419, "l4": 403, "a10g": 117, "rtx-4090": 164, "mi300x": 247, "mi325x": 218}
 
 
+# Memory (GB), dense FP8 TFLOP/s (None: no FP8 units) and power (W) of gpu-specs.md §1, row by row; the
+# H100 PCIe's "300–350 W" is entered as its upper value, the B200's memory as the 180 GB usable.
+SPEC_FIGURES = {
+    "h100-sxm": (80, 1979, 700), "h100-pcie": (80, 1513, 350), "h200": (141, 1979, 700), "b200": (180, 4500, 1000),
+    "a100-sxm-40gb": (40, None, 400), "a100-sxm-80gb": (80, None, 400), "l40s": (48, 733, 350), "l4": (24, 242.5, 72),
+    "a10g": (24, None, 300), "rtx-4090": (24, 330.3, 450), "mi300x": (192, 2614.9, 750), "mi325x": (256, 2614.9, 1000),
+}
+# Figures gpu-specs.md marks "(unverified)" among the columns the catalog holds.
+UNVERIFIED = {"h100-pcie": {"sms"}, "l4": {"sms"}, "a10g": {"bf16_tflops", "power_w", "sms"}}
+
+
+def test_spec_table_matches_reference_memory_fp8_and_power():
+    specs = {s.name: s for s in list_gpus()}
+    assert set(specs) == set(SPEC_FIGURES)
+    for name, (memory_gb, fp8, power_w) in SPEC_FIGURES.items():
+        s = specs[name]
+        assert (s.memory_gb, s.fp8_tflops, s.power_w) == (memory_gb, fp8, power_w), name
+        assert set(s.unverified_fields) == UNVERIFIED.get(name, set()), name
+    assert specs["b200"].fp4_tflops == 9000 and all(s.fp4_tflops is None for n, s in specs.items() if n != "b200")
+
+
 def test_spec_table_matches_reference_ridge_points():
     specs = {s.name: s for s in list_gpus()}
     assert set(specs) == set(RIDGE)
@@ -81,6 +102,8 @@ def test_spec_table_matches_reference_ridge_points():
 
 def test_peak_column_per_precision():
     assert gpu_by_name("a100-sxm-80gb").peak_flops_per_s("fp8") == (312e12, "bf16_tflops")  # no FP8 units
+    # No INT8 column: int8 on an A100 reads the BF16 peak (documented as understating its INT8 cores).
+    assert gpu_by_name("a100-sxm-80gb").peak_flops_per_s("int8") == (312e12, "bf16_tflops")
     assert gpu_by_name("b200").peak_flops_per_s("fp4") == (9000e12, "fp4_tflops")
     assert gpu_by_name("h100-sxm").peak_flops_per_s("int4") == (1979e12, "fp8_tflops")
     with pytest.raises(CostError, match="unknown precision"):

@@ -178,3 +178,39 @@ def test_validate_warns_when_the_price_row_is_another_gpu(capsys):
     assert main(["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "100",
                  "--price-from", "aws-p4d.24xlarge-on-demand"]) == 0
     assert "is for a100-sxm-40gb, not h100-sxm" in capsys.readouterr().err
+
+
+# 7. A per-node figure needs the GPU count that produced it; nothing is assumed.
+def test_validate_per_node_needs_gpus(capsys):
+    claim = ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "800", "--unit", "per-node"]
+    err = cli_error(capsys, claim)
+    assert "--unit per-node needs --gpus" in err
+    assert main([*claim, "--gpus", "8", "--json"]) == 0
+    verdict = _last_json(capsys.readouterr().out)["claims"][0]
+    assert verdict["claimed_output_tok_per_s_per_gpu"] == pytest.approx(100.0)
+    assert "--gpus" in cli_error(capsys, ["validate", "--all", "--gpus", "1"])  # --all takes no claim fields
+
+
+# 8. A verdict that rests on an unverified catalog figure says so.
+def test_validate_notes_unverified_gpu_figures(capsys):
+    claim = ["validate", "--gpu", "a10g", "--model", "llama-3.1-8b", "--precision", "bf16", "--input-len", "128",
+             "--output-len", "128", "--batch-size", "8", "--tok-per-s", "100"]
+    assert main([*claim, "--json"]) == 0
+    verdict = _last_json(capsys.readouterr().out)["claims"][0]
+    note = next(n for n in verdict["notes"] if "unverified" in n)
+    assert "a10g's bf16_tflops is unverified" in note  # its 600 GB/s and 24 GB are sourced
+    assert main(claim) == 0
+    assert "bf16_tflops is unverified" in " ".join(capsys.readouterr().out.split())
+    assert main(["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--precision", "bf16",
+                 "--input-len", "128", "--tok-per-s", "100", "--json"]) == 0
+    assert not any("unverified" in n for n in _last_json(capsys.readouterr().out)["claims"][0]["notes"])
+
+
+# 10. The --all table sets the $/Mtok a source stated beside the one recomputed from its tokens/s.
+def test_validate_all_table_shows_stated_and_recomputed_dollars(capsys):
+    assert main(["validate", "--all", "--gpu", "h200"]) == 0
+    out = capsys.readouterr().out
+    assert "$/Mtok stated" in out and "$/Mtok recomputed" in out
+    row = next(line for line in out.splitlines() if "nvidia-cost-per-token-h200" in line)
+    cells = [c.strip() for c in row.split("│")]
+    assert cells[-3:-1] == ["4.352", "4.2"]  # claims.md §3.2: $1.41/h at 90 tok/s is $4.35, not the stated $4.20

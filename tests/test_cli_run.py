@@ -110,9 +110,12 @@ def test_cost_model_options_on_a_run(tmp_path, capsys):
     assert eff["usd_per_mtok_output_effective"] == pytest.approx(2 * billed / 3600)
     assert r["request_usd_per_mtok_blended"] == pytest.approx(
         (r["request_usd_per_mtok_input"] + r["request_usd_per_mtok_output"]) / 2)
-    # Break-even: self-hosted GPU time per request at full use ÷ the API's price for the same request.
+    # Break-even: the cost of one request's GPU time at full use (its prefill + its share of the 3
+    # decode steps after the first token) ÷ the API's price for the same request.
     be = r["breakeven"]
-    selfhost = 2 * (4 / r["output_tok_per_s"]) / 3600
+    selfhost = 2 * (r["ttft_s"] + 3 * r["tpot_s"]) / 3600
+    assert be["selfhost_usd_per_request_full_use"] == pytest.approx(selfhost)
+    assert r["request_usd"] == pytest.approx(selfhost)
     assert be["utilization"] == pytest.approx(selfhost / be["api_usd_per_request"])
     from tokencost.prices import api_price_from_name
 

@@ -17,6 +17,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _run(batch: int, ctx: int, repeat: int, tpot_s: float) -> dict:
     return {"kind": "run", "model": "tiny", "device_name": "cpu", "dtype": "float32", "backend": "torch",
             "batch_size": batch, "prompt_len": ctx, "gen_len": 8, "context_len": ctx, "ttft_s": 0.02,
+            "prefill_tok_per_s": batch * ctx / 0.02,
             "tpot_s": tpot_s, "output_tok_per_s": batch / tpot_s, "output_tok_per_s_per_seq": 1 / tpot_s,
             "mbu": 0.1 * batch / (batch + 4), "usd_per_hour": 2.0, "roofline_output_tok_per_s": 4 * batch / tpot_s,
             "usd_per_mtok_output": 2.0 / (batch / tpot_s * 3600) * 1e6, "usd_per_mtok_input": 0.01,
@@ -125,13 +126,51 @@ def test_cpu_kernel_records_without_a_compute_peak_plot_the_bandwidth_ceiling_on
     assert not any("linear/torch" in n for n in report.notes)
 
 
+def _repeat(repeat: int, tpot_s: float, ttft_s: float) -> dict:
+    """One repeat of a point whose input and output dollars follow its own prefill and decode rates."""
+    r = {**_run(4, 128, repeat, tpot_s), "ttft_s": ttft_s, "prefill_tok_per_s": 4 * 128 / ttft_s}
+    r["usd_per_mtok_output"] = 2.0 / (r["output_tok_per_s"] * 3600) * 1e6
+    r["usd_per_mtok_input"] = 2.0 / (r["prefill_tok_per_s"] * 3600) * 1e6
+    return r
+
+
 def test_pooled_dollars_follow_the_median_throughput():
-    # Two noisy repeats: the $/Mtok shown must be the price of the median tok/s shown beside it.
-    recs = [{**_run(4, 128, r, t), "usd_per_hour": 2.0} for r, t in enumerate((0.001, 0.1))]
-    for r in recs:
-        r["usd_per_mtok_output"] = 2.0 / (r["output_tok_per_s"] * 3600) * 1e6
+    # Noisy repeats whose first is not the median: the $/Mtok shown (output and input) must be the
+    # price of the median tok/s, as for the TTFT and TPOT shown beside them.
+    recs = [_repeat(0, 0.1, 0.5), _repeat(1, 0.001, 0.02), _repeat(2, 0.01, 0.1)]
     (point,) = aggregate_repeats(recs)
+    assert point["tpot_s"] == 0.01 and point["ttft_s"] == 0.1
     assert point["usd_per_mtok_output"] == pytest.approx(2.0 / (point["output_tok_per_s"] * 3600) * 1e6)
+    assert point["prefill_tok_per_s"] == pytest.approx(4 * 128 / 0.1)
+    assert point["usd_per_mtok_input"] == pytest.approx(2.0 / (point["prefill_tok_per_s"] * 3600) * 1e6)
+    # The same pooling as `tokencost sweep`.
+    from tokencost.sweep_summary import summarize_point
+
+    swept = summarize_point(recs)
+    for key in ("usd_per_mtok_output", "usd_per_mtok_input", "ttft_s", "output_tok_per_s_ci95"):
+        assert point[key] == pytest.approx(swept[key])
+
+
+def test_report_shows_dollar_intervals_where_repeats_exist(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    from tokencost.report import plot_frontier
+    from tokencost.stats import confidence_interval
+
+    recs = [_repeat(r, t, 0.1) for r, t in enumerate((0.010, 0.011, 0.013))] + [_run(16, 128, 0, 0.02)]
+    points = aggregate_repeats(recs)
+    pooled = next(p for p in points if p["n_repeats"] == 3)
+    mean, low, high = confidence_interval([4 / t for t in (0.010, 0.011, 0.013)])
+    assert pooled["output_tok_per_s_ci95"] == pytest.approx([low, high])
+    lo_usd, hi_usd = pooled["usd_per_mtok_output_ci95"]
+    assert lo_usd == pytest.approx(2.0 / (high * 3600) * 1e6) and hi_usd == pytest.approx(2.0 / (low * 3600) * 1e6)
+    single = next(p for p in points if p["n_repeats"] == 1)
+    assert "usd_per_mtok_output_ci95" not in single  # one repeat: no interval, no bar
+    fig, _ = plot_frontier(points)
+    (bars,) = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars.lines[2][0].get_segments()) == 1  # one vertical bar: the point with repeats
+    summary = write_report(recs, tmp_path).summary_path.read_text()
+    assert "95% CI $/Mtok output" in summary and f"{lo_usd:.4g}–{hi_usd:.4g}" in summary
 
 
 def test_runs_with_other_op_variants_or_cuda_graphs_are_other_series_not_repeats():

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tokencost import catalog as catalog_mod
-from tokencost.breakeven import breakeven_utilization
+from tokencost.breakeven import breakeven_from_request_cost, breakeven_utilization
 from tokencost.energy import describe, energy_per_output_token, j_per_token_from_power
 from tokencost.errors import CostError
 from tokencost.prices import api_price_from_name
-from tokencost.tco import TcoParams, capital_recovery_factor, default_tco_params, owned_usd_per_gpu_hour
+from tokencost.tco import (TcoParams, capital_recovery_factor, chip_energy_params, default_tco_params,
+                           owned_usd_per_gpu_hour)
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +133,25 @@ def test_cli_prices_tco(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["prices", "--tco", "l4"])
     assert exc.value.code == 2 and "--tco-param capex_usd=VALUE" in capsys.readouterr().err
+
+
+def test_breakeven_from_a_request_cost_charges_prefill():
+    # 1000 in / 1000 out at $6.88/GPU-h: a request of 0.2 s prefill + 0.45 s of decode share, against Groq 70B.
+    api = api_price_from_name("groq-llama-3.x-70b-versatile")
+    request = 6.88 * (0.2 + 0.45) / 3600
+    b = breakeven_from_request_cost(request, 1000, 1000, api)
+    assert b.selfhost_usd_per_request_full_use == pytest.approx(request)
+    assert b.utilization == pytest.approx(request / ((1000 * 0.59 + 1000 * 0.79) / 1e6))
+    # The end-to-end throughput form is the same model: 1000 output tokens in 0.65 GPU-seconds.
+    assert breakeven_utilization(6.88, 1000 / 0.65, 1000, 1000, api).utilization == pytest.approx(b.utilization)
+    with pytest.raises(CostError, match="self-hosted"):
+        breakeven_from_request_cost(0.0, 1000, 1000, api)
+
+
+def test_chip_energy_params_need_no_capex_row():
+    # prices.md §5.1: PUE applies to chip power; the NVML counter measures the chip, on any GPU.
+    params = chip_energy_params()
+    assert params["pue"][0] == 1.56 and "Uptime" in params["pue"][1]
+    assert params["electricity_usd_per_kwh"][0] == 0.083 and "EIA" in params["electricity_usd_per_kwh"][1]
+    with pytest.raises(CostError, match="capex"):
+        default_tco_params("a100-sxm-80gb")  # no capex row, yet electricity of measured energy is priced

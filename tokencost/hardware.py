@@ -17,6 +17,10 @@ from tokencost.errors import CostError
 
 # Which peak column serves a precision: the fastest tensor path at or above it that the GPU has
 # (a GPU without FP8 units runs FP8 weights through BF16 tensor cores; without FP4, through FP8).
+# The catalog has no INT8/INT4 columns (gpu-specs.md §1 lists none), so int8 reads the FP8 column and,
+# on a GPU without one (A100, A10G), the BF16 peak. An A100 does have INT8 tensor cores faster than
+# its BF16 ones, so there the int8 compute peak is understated and a compute-bound int8 bound is
+# lower than the hardware's; decode steps are bandwidth-bound, where this does not matter.
 _PEAK_ORDER = {
     "bf16": ("bf16_tflops",), "fp16": ("bf16_tflops",),
     "fp8": ("fp8_tflops", "bf16_tflops"), "int8": ("fp8_tflops", "bf16_tflops"),
@@ -54,6 +58,10 @@ class GpuSpec:
     def peak_flops_per_s(self, precision: str) -> tuple[float, str]:
         """Dense peak FLOP/s for ``precision`` and the column it came from (see ``_PEAK_ORDER``).
 
+        int8/int4 have no column of their own: they read the FP8 (FP4) column, else BF16. On an A100
+        (no FP8 column) int8 therefore gets the BF16 peak, below its INT8 tensor-core rate, which is
+        not in the catalog: the compute side of an int8 bound there is conservative (too low).
+
         Raises:
             CostError: unknown precision.
         """
@@ -75,6 +83,18 @@ def _spec_from_row(row: dict) -> GpuSpec:
         bandwidth_tb_s=row["bandwidth_tb_s"], power_w=row["power_w"], sms=row["sms"],
         unverified_fields=split(row["unverified_fields"]), source=row["source"], date=row["date"],
         note=row["note"] or "")
+
+
+def unverified_note(spec: GpuSpec, fields) -> str | None:
+    """A note naming those of ``fields`` (GpuSpec attribute names, e.g. ``"bf16_tflops"``) that the
+    catalog marks unverified for ``spec`` (no vendor document, or a third-party source only;
+    gpu-specs.md conventions), or None when every figure used is verified."""
+    used = [f for f in dict.fromkeys(fields) if f in spec.unverified_fields]
+    if not used:
+        return None
+    return (f"{spec.name}'s {', '.join(used)} {'is' if len(used) == 1 else 'are'} unverified in the GPU catalog "
+            "(no vendor document; gpu-specs.md §1): a result computed from it is only as good as that figure; "
+            "confirm it on the device")
 
 
 def list_gpus(catalog: Catalog | None = None) -> list[GpuSpec]:

@@ -14,7 +14,10 @@ a decode step). Output files in the chosen folder:
 - ``breakdown.png``: share of decode-step time per op class.
 - ``summary.md``: a table of the points and the images; a plot without data is skipped with a note.
 
-Repeats of a point (records equal but for ``repeat``) are plotted as their median. Torch-free; matplotlib is used
+Repeats of a point (records equal but for ``repeat``) are pooled as ``tokencost sweep`` pools them
+(``tokencost.sweep_summary.pool_repeats``): medians, $/Mtok at the median throughputs, and a 95%
+interval of tok/s carried into dollars, drawn as error bars on the frontier and given in the table.
+Torch-free; matplotlib is used
 through ``Figure`` objects (Agg canvas), never through pyplot's global state.
 """
 
@@ -22,16 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
-from tokencost.cost import usd_per_mtok
 from tokencost.errors import CostError
 from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
+from tokencost.sweep_summary import pool_repeats
 
 PLOT_FILES: dict[str, str] = {
     "frontier": "frontier.png",
@@ -40,8 +42,6 @@ PLOT_FILES: dict[str, str] = {
     "roofline": "roofline.png",
     "breakdown": "breakdown.png",
 }
-_MEDIAN_KEYS = ("ttft_s", "tpot_s", THROUGHPUT_KEY, INTERACTIVITY_KEY, "mbu", "usd_per_mtok_output",
-                "usd_per_mtok_input", "roofline_output_tok_per_s")
 _SERIES_KEYS = ("model", "device_name", "dtype", "backend")
 
 
@@ -140,38 +140,23 @@ def check_records(numbered: Iterable[tuple[Any, dict]], source: str) -> list[dic
     return records
 
 
-def _median_of(group: list[dict], key: str) -> float | None:
-    values = [r[key] for r in group if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
-    return statistics.median(values) if values else None
-
-
 def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
-    """One dict per point: the first repeat's fields, with the median over repeats of the plotted
-    metrics and ``n_repeats`` (``context_len`` falls back to ``prompt_len``). Records with status
-    "skipped" are left out."""
+    """One dict per point: the first repeat's fields, updated with the pooled figures of all its
+    repeats (:func:`tokencost.sweep_summary.pool_repeats`; its warnings as ``repeat_warnings``) and
+    ``n_repeats`` (``context_len`` falls back to ``prompt_len``). Records with status "skipped" are
+    left out."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         if r.get("status", "ok") != "skipped":
             groups[_point_key(r)].append(r)
     points = []
     for group in groups.values():
-        point = {**group[0], "n_repeats": len(group), "context_len": _context(group[0])}
-        point.update({k: _median_of(group, k) for k in _MEDIAN_KEYS if any(k in r for r in group)})
-        _dollars_from_medians(point)
+        pooled = pool_repeats(group)
+        point = {**group[0], "n_repeats": pooled.pop("repeats"), "context_len": _context(group[0]),
+                 "repeat_warnings": pooled.pop("warnings")}
+        point.update(pooled)
         points.append(point)
     return points
-
-
-def _dollars_from_medians(point: dict) -> None:
-    """$/Mtok of a pooled point from its median throughputs (the median of per-repeat dollars would
-    not match the throughput shown beside it: $/Mtok is not linear in tok/s)."""
-    hourly = point.get("usd_per_hour")
-    if not isinstance(hourly, (int, float)) or hourly <= 0:
-        return
-    for usd_key, rate_key in (("usd_per_mtok_output", THROUGHPUT_KEY), ("usd_per_mtok_input", "prefill_tok_per_s")):
-        rate = point.get(rate_key)
-        if isinstance(rate, (int, float)) and rate > 0:
-            point[usd_key] = usd_per_mtok(hourly, rate)
 
 
 def _series(points: list[dict]) -> dict[str, list[dict]]:
@@ -190,8 +175,21 @@ def _plottable(points: list[dict], *keys: str) -> list[dict]:
 
 
 def _point_label(p: dict) -> str:
-    usd = p.get("usd_per_mtok_output")
-    return f"B={p.get('batch_size', '?')}" + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
+    usd, ci = p.get("usd_per_mtok_output"), p.get("usd_per_mtok_output_ci95")
+    text = f"B={p.get('batch_size', '?')}" + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
+    return text + (f" [{ci[0]:.3g}–{ci[1]:.3g}]" if ci else "")
+
+
+def _error_bars(ax, series: list[dict], color) -> None:
+    """95% interval of output tok/s over repeats as vertical error bars (points with repeats only)."""
+    pts = [p for p in series if p.get("output_tok_per_s_ci95")]
+    if not pts:
+        return
+    ys = [p[THROUGHPUT_KEY] for p in pts]
+    below = [max(0.0, y - p["output_tok_per_s_ci95"][0]) for y, p in zip(ys, pts)]
+    above = [max(0.0, p["output_tok_per_s_ci95"][1] - y) for y, p in zip(ys, pts)]
+    ax.errorbar([p[INTERACTIVITY_KEY] for p in pts], ys, yerr=[below, above], fmt="none", ecolor=color,
+                elinewidth=1, capsize=3)
 
 
 def _workloads(points: list[dict]) -> dict[str, list[dict]]:
@@ -216,11 +214,13 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
         line = ax.plot([p[INTERACTIVITY_KEY] for p in front], [p[THROUGHPUT_KEY] for p in front], "o-", label=name)
         ax.scatter([p[INTERACTIVITY_KEY] for p in series], [p[THROUGHPUT_KEY] for p in series], alpha=0.35, s=18,
                    color=line[0].get_color())
+        _error_bars(ax, series, line[0].get_color())
         for p in front:
             ax.annotate(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points", color=line[0].get_color())
     ax.set(xlabel="interactivity: output tok/s per sequence (1 / TPOT)", ylabel="output tok/s per device",
-           title="Throughput-interactivity frontier ($/Mtok output on frontier points)")
+           title="Throughput-interactivity frontier\n$/Mtok output [95% interval] on frontier points; "
+                 "error bars: 95% interval of tok/s over repeats")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.margins(0.12)
@@ -388,24 +388,31 @@ def _floor_multiple(p: dict) -> str:
         return "n/a"
 
 
+def _interval(ci: Any) -> str:
+    return f"{_fmt(ci[0])}–{_fmt(ci[1])}" if isinstance(ci, (list, tuple)) and len(ci) == 2 else "n/a"
+
+
 def _points_table(points: list[dict]) -> list[str]:
     header = ("| series | batch | context | repeats | TTFT (ms) | TPOT (ms) | output tok/s | tok/s per seq "
-              "| MBU (%) | $/Mtok output | $/Mtok input | × roofline floor |")
-    lines = [header, "|" + "---|" * 12]
+              "| MBU (%) | $/Mtok output | 95% CI $/Mtok output | $/Mtok input | × roofline floor |")
+    lines = [header, "|" + "---|" * 13]
     for name, series in _series(points).items():
         for p in sorted(series, key=lambda p: (p.get("batch_size") or 0, _context(p) or 0)):
             lines.append(
                 f"| {name} | {p.get('batch_size', 'n/a')} | {_context(p)} | {p.get('n_repeats', 1)} "
                 f"| {_fmt(p.get('ttft_s'), 1e3)} | {_fmt(p.get('tpot_s'), 1e3)} | {_fmt(p.get(THROUGHPUT_KEY))} "
                 f"| {_fmt(p.get(INTERACTIVITY_KEY))} | {_fmt(p.get('mbu'), 100, 3)} "
-                f"| {_fmt(p.get('usd_per_mtok_output'))} | {_fmt(p.get('usd_per_mtok_input'))} | {_floor_multiple(p)} |")
+                f"| {_fmt(p.get('usd_per_mtok_output'))} | {_interval(p.get('usd_per_mtok_output_ci95'))} "
+                f"| {_fmt(p.get('usd_per_mtok_input'))} | {_floor_multiple(p)} |")
     return lines
 
 
 def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, Path | None], notes: list[str]) -> str:
     lines = ["# tokencost report", "",
              f"{len(points)} measured point(s), {len(skipped)} skipped. TPOT is the median decode step; "
-             "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; repeats are shown as medians. "
+             "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; repeats are shown as medians, "
+             "$/Mtok at the median throughput; 95% CI $/Mtok output: the Student-t interval of the mean tok/s "
+             "over repeats carried into dollars (n/a for one repeat). "
              "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput.", ""]
     prices = sorted({(p["usd_per_hour"], p.get("price_source") or "source not recorded") for p in points
                      if isinstance(p.get("usd_per_hour"), (int, float))})
@@ -453,6 +460,7 @@ def write_report(records: list[dict], out_dir: str | Path) -> Report:
             notes.append(note)
         if fig is not None:
             fig.savefig(plots[name], dpi=120)
+    notes += [f"B={p.get('batch_size')} ctx={p.get('context_len')}: {w}" for p in points for w in p["repeat_warnings"]]
     skipped = [r for r in runs if r.get("status") == "skipped"]
     summary = out / "summary.md"
     summary.write_text(_summary_markdown(points, skipped, plots, notes), encoding="utf-8")

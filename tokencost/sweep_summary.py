@@ -14,6 +14,8 @@ from tokencost.frontier import cost_at_interactivity, cost_vs_floor, pareto_fron
 from tokencost.stats import confidence_interval, spread_warning, usd_per_mtok_interval
 
 POINT_KEYS = ("model", "device", "dtype", "backend", "batch_size", "prompt_len", "gen_len")
+POOLED_MEDIAN_KEYS = ("ttft_s", "tpot_s", "output_tok_per_s", "output_tok_per_s_per_seq", "prefill_tok_per_s", "mbu",
+                      "roofline_output_tok_per_s")
 
 
 def _group(records: list[dict]) -> dict[tuple, list[dict]]:
@@ -36,27 +38,57 @@ def _interval_fields(tok_per_s: list[float], usd_per_hour: float | None) -> dict
     return out
 
 
-def summarize_point(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, Any]:
-    """One sweep point from its repeats: medians of the measured figures, the interval over repeats,
-    the roofline floor multiple, and a warning when repeats disagree."""
+def _median(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+    return statistics.median(values) if values else None
+
+
+def _usd(hourly: float | None, rate: float | None) -> float | None:
+    return usd_per_mtok(hourly, rate) if hourly is not None and rate is not None and rate > 0 else None
+
+
+def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, Any]:
+    """The figures of one point pooled over its repeats (run records of the same settings), the one
+    pooling ``tokencost sweep`` and ``tokencost report`` share:
+
+    - the median over repeats of each of :data:`POOLED_MEDIAN_KEYS` some repeat has;
+    - ``usd_per_mtok_output`` / ``usd_per_mtok_input``: the first repeat's price at the *median* output /
+      prefill throughput (not the median of per-repeat dollars, which would not match the throughput
+      shown beside them: $/Mtok is not linear in tok/s); None without a price or throughput;
+    - ``output_tok_per_s_ci95`` and ``usd_per_mtok_output_ci95`` from 2 repeats on
+      (``tokencost.stats.confidence_interval``, carried into dollars by ``usd_per_mtok_interval``);
+    - ``repeats``, ``usd_per_hour``, ``price_source``, and ``warnings`` (spread above
+      ``spread_threshold``, an interval reaching zero, repeats priced differently).
+    """
     first = runs[0]
-    med = {k: statistics.median(r[k] for r in runs) for k in
-           ("output_tok_per_s", "output_tok_per_s_per_seq", "ttft_s", "tpot_s", "mbu", "prefill_tok_per_s")}
-    point = {k: first.get(k) for k in POINT_KEYS}
-    point.update(med, repeats=len(runs), roofline_output_tok_per_s=first["roofline_output_tok_per_s"],
-                 usd_per_hour=first.get("usd_per_hour"), price_source=first.get("price_source"))
+    pooled: dict[str, Any] = {k: _median(runs, k) for k in POOLED_MEDIAN_KEYS if any(k in r for r in runs)}
     hourly = first.get("usd_per_hour")
-    tps = [r["output_tok_per_s"] for r in runs]
-    point.update(_interval_fields(tps, hourly))
-    if hourly:
-        point["usd_per_mtok_input"] = usd_per_mtok(hourly, med["prefill_tok_per_s"])
-        point.update(cost_vs_floor(hourly, med["output_tok_per_s"], point["roofline_output_tok_per_s"]))
-    warning = spread_warning(tps, spread_threshold)
-    point["warnings"] = [warning] if warning else []
-    ci = point.get("output_tok_per_s_ci95")
+    if isinstance(hourly, bool) or not isinstance(hourly, (int, float)) or not hourly > 0:
+        hourly = None
+    pooled.update(repeats=len(runs), usd_per_hour=hourly, price_source=first.get("price_source"),
+                  usd_per_mtok_output=_usd(hourly, pooled.get("output_tok_per_s")),
+                  usd_per_mtok_input=_usd(hourly, pooled.get("prefill_tok_per_s")))
+    tps = [r["output_tok_per_s"] for r in runs if isinstance(r.get("output_tok_per_s"), (int, float))]
+    pooled.update(_interval_fields(tps, hourly))
+    warning = spread_warning(tps, spread_threshold) if tps else None
+    warnings = [warning] if warning else []
+    ci = pooled.get("output_tok_per_s_ci95")
     if ci and ci[0] <= 0:
-        point["warnings"].append(f"the 95% interval of output tok/s reaches {ci[0]:.3g} with {len(runs)} repeats: "
-                                 "no $/Mtok interval; add repeats or reduce noise")
+        warnings.append(f"the 95% interval of output tok/s reaches {ci[0]:.3g} with {len(runs)} repeats: "
+                        "no $/Mtok interval; add repeats or reduce noise")
+    if len({r.get("usd_per_hour") for r in runs}) > 1:
+        warnings.append("repeats carry different prices; the first repeat's price is used")
+    pooled["warnings"] = warnings
+    return pooled
+
+
+def summarize_point(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, Any]:
+    """One sweep point from its repeats (:func:`pool_repeats`), with the roofline floor multiple."""
+    point = {k: runs[0].get(k) for k in POINT_KEYS}
+    point.update(pool_repeats(runs, spread_threshold))
+    hourly, roof = point["usd_per_hour"], point.get("roofline_output_tok_per_s")
+    if hourly and roof:
+        point.update(cost_vs_floor(hourly, point["output_tok_per_s"], roof))
     return point
 
 

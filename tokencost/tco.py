@@ -7,7 +7,13 @@ Formulas (shared/reference/prices.md §5.1):
 - capex per hour = capex × CRF(r, n) / 8760;
 - power per hour = kW × PUE × $/kWh — PUE is 1 for an all-in provisioned kW figure (InferenceX GPU_SPECS),
   which already includes facility overhead, and the survey PUE for a chip TDP;
-- colocation per hour = kW × $/kW-month × 12 / 8760;
+- colocation per hour = kW × $/kW-month × 12 / 8760, charged on the same kW as power. A colocation
+  lease counts the tenant's IT load, the facility's cooling and conversion losses being the landlord's
+  (a reading of how CBRE's $/kW-month, prices.md §5, is quoted; the source does not spell it out). On
+  an all-in provisioned kW (InferenceX's 1.73 kW for an H100, facility overhead included) the rent is
+  therefore overstated, by up to the PUE factor (≈1.56, prices.md §5). prices.md gives no
+  IT/facility split of the all-in figure, so none is subtracted here: to price an IT-kW lease,
+  override ``colocation_usd_per_kw_month`` (e.g. the rent ÷ PUE) or set it to 0 for an owned site;
 - cost per utilised hour = hourly cost ÷ utilisation (softwareseni.com).
 
 Defaults come from ``data/tco_defaults.csv`` (each with source and date) and the GPU's TDP in the spec
@@ -84,6 +90,27 @@ def _power_default(cat: Catalog, gpu: str) -> tuple[tuple[float, str], tuple[flo
     if pue is None:
         raise CostError("the TCO catalog has no pue row; pass pue")
     return (spec.power_w / 1000.0, f"chip TDP from the GPU catalog: {spec.source}, {spec.date}"), pue
+
+
+def chip_energy_params(catalog: Catalog | None = None) -> dict[str, tuple[float, str]]:
+    """``{"pue": (value, source), "electricity_usd_per_kwh": (value, source)}`` to price energy measured at
+    the GPU chip (the NVML energy counter sees the GPU board only, not cooling or power conversion).
+
+    The survey PUE applies to chip power (prices.md §5.1), whatever the GPU: unlike
+    :func:`default_tco_params`, this needs no capex row and ignores the all-in kW rows (whose PUE is 1
+    because their kW already holds the facility overhead; a measured chip energy does not).
+
+    Raises:
+        CostError: the TCO catalog lacks the pue or electricity_usd_per_kwh row.
+    """
+    cat = resolve(catalog)
+    out = {}
+    for name in ("pue", "electricity_usd_per_kwh"):
+        found = _default(cat, name)
+        if found is None:
+            raise CostError(f"the TCO catalog has no {name} row; electricity cost of measured energy unavailable")
+        out[name] = found
+    return out
 
 
 def default_tco_params(gpu: str, catalog: Catalog | None = None, **overrides: float) -> TcoParams:

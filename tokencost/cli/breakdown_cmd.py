@@ -83,6 +83,9 @@ def _measure(spec, context: int, device) -> tuple:
 
 
 def _summary(spec, bd, meta: dict, env: dict, price: dict) -> dict:
+    import torch
+
+    from profiler.runner import cpu_load_warnings
     from profiler.timing import percentile
     from tokencost.cost import usd_per_mtok
 
@@ -100,7 +103,8 @@ def _summary(spec, bd, meta: dict, env: dict, price: dict) -> dict:
         "usd_per_mtok_output": usd_per_mtok(hourly, tok_per_s) if hourly else None,
         "row_times_s": dict(bd.row_times_s), "row_shares": bd.shares(), "class_times_s": bd.class_times_s(),
         "class_shares": {c: t / bd.step_s for c, t in bd.class_times_s().items()},
-        "warnings": list(bd.warnings), "env": env,
+        "warnings": list(bd.warnings) + cpu_load_warnings(env, torch.device(meta["device"]))
+        + ([price["price_warning"]] if price.get("price_warning") else []), "env": env,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

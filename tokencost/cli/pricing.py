@@ -162,16 +162,29 @@ def owned_tco(gpu: str, params: list[tuple[str, str]]):
 
 
 def _owned_price(device_name: str | None, params: list[tuple[str, str]]) -> dict:
-    from tokencost.hardware import lookup_gpu
+    """The owned-hardware price of the measured GPU: ``usd_per_hour`` is per *utilised* GPU-hour (the
+    around-the-clock TCO ÷ its utilisation, prices.md §5.1), so $/Mtok at it already pays for the idle
+    hours; ``usd_per_gpu_hour_around_the_clock`` is kept beside it for the cost models that apply a
+    utilisation themselves (effective $/Mtok, break-even)."""
+    from tokencost.hardware import lookup_gpu, unverified_note
 
     spec = lookup_gpu(device_name or "")
     if spec is None:
         raise CostError(f"--price-owned needs a GPU in the catalog; this device is {device_name or 'a CPU'}")
     tco = owned_tco(spec.name, params)
     check_usd_per_hour("the owned TCO price per GPU-hour (check --tco-param)", tco.usd_per_utilized_gpu_hour)
-    return {"usd_per_hour": tco.usd_per_utilized_gpu_hour,
-            "price_source": f"owned {spec.name}: TCO model per utilised GPU-hour (tokencost prices --tco {spec.name})",
-            "tco": {k: v for k, v in dataclasses.asdict(tco).items() if k != "params"} | {"params": dataclasses.asdict(tco.params)}}
+    u = tco.params.utilization
+    price = {"usd_per_hour": tco.usd_per_utilized_gpu_hour, "price_basis": "per utilised GPU-hour",
+             "usd_per_gpu_hour_around_the_clock": tco.usd_per_gpu_hour,
+             "price_source": f"owned {spec.name}: TCO ${tco.usd_per_gpu_hour:.4g}/GPU-h around the clock ÷ "
+                             f"utilization {u:g} = per utilised GPU-hour (tokencost prices --tco {spec.name})",
+             "tco": {k: v for k, v in dataclasses.asdict(tco).items() if k != "params"}
+             | {"params": dataclasses.asdict(tco.params)}}
+    if tco.params.sources.get("power_kw", "").startswith("chip TDP"):
+        note = unverified_note(spec, ["power_w"])
+        if note:
+            price["price_warning"] = f"owned TCO power: {note}"
+    return price
 
 
 def _describe(quote) -> str:
@@ -203,6 +216,9 @@ def cost_options(args: argparse.Namespace) -> CostOptions:
 
     if not 0 < args.utilization <= 1:
         raise CostError(f"--utilization must be in (0, 1], got {args.utilization}")
+    if getattr(args, "price_owned", False) and args.utilization != 1.0:
+        raise CostError("--price-owned takes its utilisation from the TCO model (the owned price is per utilised "
+                        "GPU-hour); set it with --tco-param utilization=F instead of --utilization")
     if not 0 <= args.spin_up_s < float("inf"):
         raise CostError(f"--spin-up-s must be a finite number >= 0, got {args.spin_up_s}")
     if not args.job_mtok * 1e6 < float("inf"):
@@ -219,39 +235,62 @@ def add_cost_model_fields(record: dict, opts: CostOptions) -> dict:
     effective $/Mtok at ``--utilization``/``--billing``/``--spin-up-s`` for a ``--job-mtok`` job
     (``tokencost.cost.effective_cost``), and break-even against ``--api-price``
     (``tokencost.breakeven``), with a warning when the API row is for another model than the one
-    measured. Without a price they are null."""
-    from tokencost.breakeven import breakeven_utilization
-    from tokencost.cost import effective_cost
+    measured. Without a price they are null.
+
+    Both models apply a utilisation themselves, so they start from the price of a paid hour at full
+    use (:func:`_full_use_price`): for an owned GPU the around-the-clock TCO, not the per-utilised-hour
+    price in ``usd_per_hour`` (which has the TCO utilisation in it already). Break-even compares the
+    cost of one request at full use, its prefill plus its share of the decode steps
+    (``tokencost.cost.request_cost``), with the API's price for the same request."""
+    from tokencost.breakeven import breakeven_from_request_cost
 
     hourly = record.get("usd_per_hour")
     record["blend_input_output"] = list(opts.blend)
     record.update(effective=None, breakeven=None)
     if not hourly:
         return record
+    full_use, utilization, util_source = _full_use_price(record, opts)
     b = record["batch_size"]
-    req = request_cost(hourly, prefill_s=record["ttft_s"] / b, decode_step_s=record["tpot_s"], batch_size=b,
-                       input_len=record["prompt_len"], output_len=record["gen_len"], blend=opts.blend)
-    record["request_usd_per_mtok_blended"] = req.usd_per_mtok_blended
+    shape = dict(prefill_s=record["ttft_s"] / b, decode_step_s=record["tpot_s"], batch_size=b,
+                 input_len=record["prompt_len"], output_len=record["gen_len"], blend=opts.blend)
+    record["request_usd_per_mtok_blended"] = request_cost(hourly, **shape).usd_per_mtok_blended
     # The measurement is already made: a cost model that cannot be computed (an overflow from extreme
     # options) becomes a warning and a null field, never an error that would lose the record.
-    try:
-        eff = effective_cost(hourly, record["output_tok_per_s"], opts.job_output_tokens,
-                             utilization=opts.utilization, spinup_s=opts.spin_up_s, billing=opts.billing)
-        record["effective"] = {"utilization": opts.utilization, "billing": opts.billing, "spin_up_s": opts.spin_up_s,
-                               "job_output_tokens": eff.tokens, "usd_per_mtok_output_peak": eff.usd_per_mtok_peak,
-                               "usd_per_mtok_output_effective": eff.usd_per_mtok_effective,
-                               "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
-    except CostError as exc:
-        _warn(record, f"effective $/Mtok not computed: {exc}")
+    _add_effective(record, opts, full_use, utilization, util_source)
     if opts.api is not None:
         try:
-            be = breakeven_utilization(hourly, record["output_tok_per_s"], record["prompt_len"], record["gen_len"],
-                                       opts.api)
-            record["breakeven"] = dataclasses.asdict(be) | {"api_model": opts.api.model}
+            per_request = request_cost(full_use, **shape).usd_per_request
+            be = breakeven_from_request_cost(per_request, record["prompt_len"], record["gen_len"], opts.api)
+            record["breakeven"] = dataclasses.asdict(be) | {"api_model": opts.api.model,
+                                                            "usd_per_gpu_hour_full_use": full_use}
         except CostError as exc:
             _warn(record, f"break-even against {opts.api.name} not computed: {exc}")
         _warn(record, _api_model_mismatch(opts.api, record.get("model")))
     return record
+
+
+def _full_use_price(record: dict, opts: CostOptions) -> tuple[float, float, str]:
+    """(price of a paid hour at full use, utilisation, where the utilisation comes from)."""
+    around_the_clock = record.get("usd_per_gpu_hour_around_the_clock")
+    if around_the_clock:  # owned: --utilization is refused with --price-owned (cost_options)
+        return around_the_clock, record["tco"]["params"]["utilization"], "TCO model (--tco-param utilization)"
+    return record["usd_per_hour"], opts.utilization, "--utilization"
+
+
+def _add_effective(record: dict, opts: CostOptions, usd_per_hour: float, utilization: float, source: str) -> None:
+    from tokencost.cost import effective_cost
+
+    try:
+        eff = effective_cost(usd_per_hour, record["output_tok_per_s"], opts.job_output_tokens,
+                             utilization=utilization, spinup_s=opts.spin_up_s, billing=opts.billing)
+    except CostError as exc:
+        _warn(record, f"effective $/Mtok not computed: {exc}")
+        return
+    record["effective"] = {"utilization": utilization, "utilization_source": source, "usd_per_hour": usd_per_hour,
+                           "billing": opts.billing, "spin_up_s": opts.spin_up_s, "job_output_tokens": eff.tokens,
+                           "usd_per_mtok_output_peak": eff.usd_per_mtok_peak,
+                           "usd_per_mtok_output_effective": eff.usd_per_mtok_effective,
+                           "overhead_ratio": eff.overhead_ratio, "billed_s": eff.billed_s}
 
 
 def _warn(record: dict, warning: str | None) -> None:
@@ -271,9 +310,14 @@ def add_cost_fields(record: dict, price: dict) -> dict:
       together) costed by GPU time: its share of the batched prefill for its input tokens and its
       share of the decode steps for its output tokens (``tokencost.cost.request_cost``), with the 3:1
       blended figure.
+    - the electricity cost of the measured GPU energy (:func:`_add_energy_cost`), and a warning in
+      ``warnings`` when a catalog figure the record uses is unverified (:func:`_unverified_warning`).
     """
     record.update(price)
     _add_energy_cost(record)
+    warning = _unverified_warning(record)
+    if warning:
+        record.setdefault("warnings", []).append(warning)
     hourly = price["usd_per_hour"]
     keys = ("usd_per_mtok_output", "usd_per_mtok_input", "request_usd_per_mtok_input",
             "request_usd_per_mtok_output", "request_usd_per_mtok_blended", "request_usd")
@@ -289,21 +333,45 @@ def add_cost_fields(record: dict, price: dict) -> dict:
     return record
 
 
+_TENSOR_PRECISIONS = {"bfloat16": "bf16", "float16": "fp16"}
+
+
+def _unverified_warning(record: dict) -> str | None:
+    """Name the unverified catalog figures (``GpuSpec.unverified_fields``) a run record was computed
+    from: the datasheet bandwidth behind MBU and the roofline, and the dense tensor peak behind MFU."""
+    from tokencost.hardware import lookup_gpu, unverified_note
+
+    spec = lookup_gpu(record.get("device_name") or "")
+    if spec is None:
+        return None
+    used = []
+    if str(record.get("bandwidth_source", "")).startswith("datasheet"):
+        used.append("bandwidth_tb_s")
+    precision = _TENSOR_PRECISIONS.get(str(record.get("dtype")))
+    if precision and str(record.get("peak_flop_source", "")).startswith("datasheet"):
+        used.append(spec.peak_flops_per_s(precision)[1])
+    return unverified_note(spec, used)
+
+
 def _add_energy_cost(record: dict) -> None:
-    """Electricity $/Mtok of the decode steps from the measured GPU energy (chip energy × PUE × $/kWh,
-    defaults from the TCO table), or None where no energy counter exists (never zero)."""
+    """Electricity $/Mtok of the decode steps from the measured GPU energy, or None where no energy
+    counter exists (never zero): chip energy × PUE × $/kWh (prices.md §5.1; metrics.md §1.5), with the
+    survey PUE and $/kWh of the TCO table (``tokencost.tco.chip_energy_params``). The NVML counter
+    measures the GPU alone, so the PUE applies whatever the GPU, with or without a TCO capex row."""
     from tokencost.energy import energy_per_output_token
-    from tokencost.hardware import lookup_gpu
-    from tokencost.tco import default_tco_params
+    from tokencost.tco import chip_energy_params
 
     record["usd_per_mtok_electricity"] = None
     joules, tokens = record.get("gpu_energy_j"), record.get("decode_output_tokens")
-    gpu = lookup_gpu(record.get("device_name") or "")
-    if not joules or not tokens or gpu is None:
+    if not joules or not tokens:
         return
     try:
-        params = default_tco_params(gpu.name)
-    except CostError:  # no TCO defaults for this GPU: electricity cost stays unavailable
+        params = chip_energy_params()
+    except CostError as exc:  # a user catalog without the rows: the cost stays unavailable, and says why
+        record.setdefault("warnings", []).append(str(exc))
         return
-    energy = energy_per_output_token(joules, tokens, usd_per_kwh=params.electricity_usd_per_kwh, pue=params.pue)
-    record["usd_per_mtok_electricity"] = energy.usd_per_mtok_electricity
+    (pue, pue_source), (usd_per_kwh, kwh_source) = params["pue"], params["electricity_usd_per_kwh"]
+    energy = energy_per_output_token(joules, tokens, usd_per_kwh=usd_per_kwh, pue=pue)
+    record.update(usd_per_mtok_electricity=energy.usd_per_mtok_electricity, electricity_pue=pue,
+                  electricity_usd_per_kwh=usd_per_kwh,
+                  electricity_sources={"pue": pue_source, "electricity_usd_per_kwh": kwh_source})

@@ -37,8 +37,9 @@ def print_run_table(r: dict) -> None:
         ("decode throughput (output, device)", _fmt(r["output_tok_per_s"], " tok/s")),
         ("decode throughput per sequence", _fmt(r["output_tok_per_s_per_seq"], " tok/s")),
         ("bytes per decode step", _fmt(r["bytes_per_step"] / 1e9, " GB")),
-        ("roofline (bandwidth bound)", _fmt(r["roofline_output_tok_per_s"], " tok/s")),
+        (f"roofline ({r.get('roofline_bound', 'bandwidth')} bound)", _fmt(r["roofline_output_tok_per_s"], " tok/s")),
         ("MBU", _fmt(r["mbu"] * 100, " %")),
+        ("energy per output token (decode)", _energy(r)),
         ("price", f"${r['usd_per_hour']:.4g}/h ({r['price_source']})" if r.get("usd_per_hour") else "n/a"),
         ("$/Mtok output", _fmt(r.get("usd_per_mtok_output"), "", 4)),
         ("$/Mtok input", _fmt(r.get("usd_per_mtok_input"), "", 4)),
@@ -49,6 +50,15 @@ def print_run_table(r: dict) -> None:
     Console().print(table)
 
 
+def _energy(r: dict) -> str:
+    """J per output token from the GPU energy counter, or "unavailable" with the reason (never 0)."""
+    j = r.get("gpu_energy_per_output_token_j")
+    if j is not None:
+        return _fmt(j, " J/token")
+    reason = r.get("energy_unavailable_reason")
+    return f"unavailable ({reason})" if reason else "unavailable"
+
+
 def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
     rows = []
     if r.get("request_usd_per_mtok_blended") is not None:
@@ -56,14 +66,17 @@ def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
         rows.append((f"$/Mtok per request, blended {w_in:g}:{w_out:g}", _fmt(r["request_usd_per_mtok_blended"], "", 4)))
     eff = r.get("effective")
     if eff:
-        rows.append((f"effective $/Mtok out (utilization {eff['utilization']:g}, per-{eff['billing']} billing)",
+        rows.append((f"effective $/Mtok out (utilization {eff['utilization']:g} from {eff.get('utilization_source', '--utilization')}, "
+                     f"per-{eff['billing']} billing)",
                      f"{eff['usd_per_mtok_output_effective']:.4g} ({eff['overhead_ratio']:.3g}× peak)"))
     be = r.get("breakeven")
     if be:
         verdict = "breaks even" if be["breaks_even"] else "never breaks even"
         rows.append((f"break-even utilization vs {be['api_name']}", f"{be['utilization']:.1%} ({verdict})"))
     if r.get("usd_per_mtok_electricity") is not None:
-        rows.append(("electricity $/Mtok out", _fmt(r["usd_per_mtok_electricity"], "", 4)))
+        rows.append(("electricity $/Mtok out (chip energy × PUE × $/kWh)",
+                     f"{_fmt(r['usd_per_mtok_electricity'], '', 4)} (PUE {r.get('electricity_pue', '?')}, "
+                     f"${r.get('electricity_usd_per_kwh', '?')}/kWh)"))
     return rows
 
 

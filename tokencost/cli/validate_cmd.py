@@ -4,6 +4,7 @@ and price it. The cost layer does the work (``tokencost.claims``); this module p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from tokencost.cli.common import add_price_args, positive_float, positive_int, print_json_line
@@ -18,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "possible and what it implies in $/Mtok. --all checks the built-in claims.")
     claim = p.add_argument_group("claim")
     claim.add_argument("--gpu", metavar="NAME", help="GPU catalog name (h100-sxm, ...) or exact driver name")
-    claim.add_argument("--gpus", type=positive_int, default=1, metavar="N", help="GPUs that produced the figure")
+    claim.add_argument("--gpus", type=positive_int, metavar="N",
+                       help="GPUs that produced the figure (default 1; required with --unit per-node)")
     model = claim.add_mutually_exclusive_group()
     model.add_argument("--model", metavar="PRESET", help="model preset (see `tokencost models`)")
     model.add_argument("--config", metavar="PATH", help="a Hugging Face config.json")
@@ -55,7 +57,11 @@ def _claim_from_args(args: argparse.Namespace):
     if lookup_gpu(args.gpu) is None:
         gpu_by_name(args.gpu)  # a catalog name, else a CostError listing the known GPUs
     _check_preset(args.model)
-    return Claim(claim_id="command-line", model=args.model or args.config, gpu=args.gpu, gpus=args.gpus,
+    if args.unit == "per-node" and args.gpus is None:
+        raise CostError("--unit per-node needs --gpus N, the number of GPUs that produced the figure "
+                        "(a node's throughput is not one GPU's)")
+    gpus = 1 if args.gpus is None else args.gpus
+    return Claim(claim_id="command-line", model=args.model or args.config, gpu=args.gpu, gpus=gpus,
                  tok_per_s=args.tok_per_s, unit=args.unit, tokens=args.tokens, model_preset=args.model,
                  config_path=args.config, precision=args.precision, kv_precision=args.kv_precision,
                  batch_size=args.batch_size, concurrency=args.concurrency, input_len=args.input_len,
@@ -99,7 +105,7 @@ def _selected_claims(args: argparse.Namespace):
     from tokencost.errors import CostError
 
     given = [f"--{n.replace('_', '-')}" for n in _ONE_CLAIM if getattr(args, n) is not None]
-    given += [f"--{n}" for n, default in (("gpus", 1), ("unit", "per-gpu"), ("tokens", "output"))
+    given += [f"--{n}" for n, default in (("gpus", None), ("unit", "per-gpu"), ("tokens", "output"))
               if getattr(args, n) != default]
     if given:
         raise CostError(f"--all checks the catalog claims, filtered only by --gpu and --model; "
@@ -137,6 +143,8 @@ def _price(args: argparse.Namespace) -> tuple[float | None, str | None]:
         if args.gpu is None:
             raise CostError("--price-owned needs --gpu (the owned GPU whose TCO prices the claims)")
         price = _owned_price(_gpu_key(args.gpu), args.tco_param)
+        if price.get("price_warning"):
+            print(f"tokencost: warning: {price['price_warning']}", file=sys.stderr)
         return price["usd_per_hour"], price["price_source"]
     if args.gpus_per_instance is not None and args.price_per_instance_hour is None:
         raise CostError("--gpus-per-instance needs --price-per-instance-hour")
@@ -187,14 +195,31 @@ def _summary_table(verdicts):
     for col in ("claimed", "bound", "of bound"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    table.add_column("$/Mtok", justify="right", no_wrap=True)
+    table.add_column("$/Mtok recomputed", justify="right", no_wrap=True)
+    table.add_column("$/Mtok stated", justify="right", no_wrap=True)
     for v in verdicts:
         c, b = v.claim, v.bound
         table.add_row(c.claim_id, f"{c.gpus}× {c.gpu} {c.precision or ''}".strip(),
                       _fmt(v.claimed_output_tok_per_s_per_gpu, ",.0f"),
                       _fmt(b.output_tok_per_s_per_gpu if b else None, ",.0f"),
-                      _fmt(v.fraction_of_bound, ".0%"), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"))
+                      _fmt(v.fraction_of_bound, ".0%"), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"),
+                      _fmt(c.stated_usd_per_mtok, ".4g"))
+    table.caption = ("$/Mtok recomputed: the claimed tokens/s at the price used (the claim's own price where it "
+                     "states one); stated: the $/Mtok the source published, if any")
     return table
+
+
+def with_unverified_note(v):
+    """``v`` with a note when its verdict rests on a catalog figure marked unverified (memory for the
+    batch that fits, bandwidth and the peak column for the bound; ``tokencost.hardware.unverified_note``)."""
+    from tokencost.hardware import lookup_gpu, unverified_note
+
+    spec = lookup_gpu(v.claim.gpu)
+    if spec is None or v.status not in ("possible", "low", "impossible"):
+        return v
+    used = ["memory_gb"] + (["bandwidth_tb_s", v.bound.peak_column] if v.bound is not None else [])
+    note = unverified_note(spec, used)
+    return v if note is None else dataclasses.replace(v, notes=v.notes + (note,))
 
 
 def _detail_table(v):
@@ -237,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         verdicts = check_all(price, source, claims=_selected_claims(args))
     else:
         verdicts = [check_claim(claim, price, source)]
+    verdicts = [with_unverified_note(v) for v in verdicts]
     if args.json:
         payload = {"claims": [v.as_dict() for v in verdicts]}
         if measured is not None:
@@ -248,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=160)
     if args.all:
         console.print(_summary_table(verdicts))
+        for v in verdicts:
+            for note in v.notes:
+                if "unverified" in note:
+                    console.print(f"note ({v.claim.claim_id}): {note}")
     else:
         console.print(_detail_table(verdicts[0]))
     if measured is not None:
