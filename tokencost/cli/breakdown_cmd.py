@@ -257,7 +257,7 @@ def cost_table(s: dict, wi=None):
 
 def print_tables(summary: dict, wi=None) -> None:
     """Both tables to stdout (the JSON line follows them)."""
-    from rich.console import Console
+    from tokencost.cli.render import Console
 
     console = Console()
     console.print(breakdown_table(summary, wi))

@@ -249,7 +249,7 @@ def _detail_table(v):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tokencost.cli.render import Console
 
     from tokencost.catalog import use_catalogs
     from tokencost.claims import check_all, check_claim
@@ -270,8 +270,6 @@ def run(args: argparse.Namespace) -> int:
         print_json_line(payload)
         return 0
     console = Console()
-    if not console.is_terminal:  # piped: wide lines rather than folded names
-        console = Console(width=160)
     if args.all:
         console.print(_summary_table(verdicts))
         for v in verdicts:
