@@ -94,17 +94,21 @@ def decode_context_len(spec: RunSpec) -> int:
 
 def preflight(spec: RunSpec, device: torch.device, dtype: torch.dtype, weights_resident: bool = False) -> None:
     """Everything that can be refused before allocating: sizes, positions, a config the decode model
-    cannot build (MoE), and an estimated memory need above what the device has free.
+    cannot build (MoE), what the triton ops cannot run (:func:`check_triton_ops`), and an estimated
+    memory need above what the device has free.
 
     Raises:
-        ProfilerError (ConfigError, InsufficientMemoryError): with a one-line reason.
+        ProfilerError (ConfigError, BackendUnavailableError, InsufficientMemoryError): with a one-line
+            reason.
     """
+    from profiler.backends import resolve
     from profiler.memory import check_fits
     from profiler.model import check_build_args
 
     spec.settings().validate()
     check_positions(spec)
     check_build_args(spec.cfg, spec.batch_size, spec.settings().seq_len)
+    check_triton_ops(resolve(spec.backend, dict(spec.op_overrides)).describe(), spec.cfg, device, dtype)
     elem = torch.tensor([], dtype=dtype).element_size()
     check_fits(spec.cfg, spec.batch_size, spec.prompt_len, spec.gen_len, elem, device.type,
                include_weights=not weights_resident)
@@ -126,7 +130,6 @@ def build_for(spec: RunSpec, device: torch.device, dtype: torch.dtype, reuse: "M
     seq_len = spec.settings().seq_len
     pooled = reuse.get(spec, device, dtype) if reuse is not None else None
     preflight(spec, device, dtype, weights_resident=pooled is not None)
-    check_triton_ops(ops.describe(), spec.cfg, device, dtype)
     check_variants(ops, spec.cfg, device, dtype)
     if reuse is not None:
         model = pooled

@@ -4,8 +4,8 @@ A variant that returns the wrong shape or dtype does not fail where it runs: the
 in another op, with an error that does not name the culprit (or, worse, runs on and measures a
 different model). :func:`check_variants` calls every registered variant of an :class:`Ops` bundle
 once, on small inputs with the model's real head counts, head_dim, hidden and intermediate sizes, and
-checks the outputs against the signatures in :mod:`profiler.backends`. The built-in torch and triton
-ops are not checked here (their tests do that).
+checks the outputs against the signatures in :mod:`profiler.backends` and against torch's op on the
+same inputs. The built-in torch and triton ops are not checked here (their tests do that).
 """
 
 from __future__ import annotations
@@ -53,6 +53,29 @@ def probe_calls(op: str, cfg: ModelConfig, device: torch.device, dtype: torch.dt
     raise VariantError(f"no probe for op {op!r}")
 
 
+# Largest error a variant may show against torch's op on a probe call, relative to the largest
+# magnitude of torch's output. About 6 rounding units of bfloat16 (eps 2^-8) and 20 of float16, and
+# loose enough in float32 for TF32 matmuls and fast-math approximations: what it catches is a
+# different computation (a missing activation, a wrong head mapping), whose error is of order 1.
+_REL_TOL = {torch.float32: 1e-2, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+
+
+def _check_against_torch(op: str, name: str, args: tuple, outputs: tuple, dtype: torch.dtype) -> None:
+    """Raises VariantError when ``outputs`` of variant ``name`` differ from torch's op on ``args``."""
+    from profiler.backends import resolve
+
+    with torch.inference_mode():
+        ref = _outputs(op, getattr(resolve("torch"), op)(*args), tuple(o.shape for o in outputs))
+    for got, want in zip(outputs, ref):
+        scale = want.abs().max().item() or 1.0
+        err = (got.float() - want.float()).abs().max().item() / scale
+        if err > _REL_TOL.get(dtype, 1e-2):
+            raise VariantError(
+                f"op {op}={name} disagrees with torch's {op} on a small probe call (max error {err:.3g} of the "
+                f"output's largest magnitude; allowed {_REL_TOL.get(dtype, 1e-2):g} in {str(dtype).removeprefix('torch.')}): "
+                "it computes something else, so its timings would not be of this op")
+
+
 def _outputs(op: str, out, expected: tuple) -> tuple:
     if len(expected) == 1:
         return (out,)
@@ -66,7 +89,8 @@ def check_variants(ops: Ops, cfg: ModelConfig, device: torch.device, dtype: torc
 
     Raises:
         VariantError: a variant raised, returned the wrong number of outputs, or an output whose shape,
-            dtype or device differs from the op's signature, or non-finite values.
+            dtype or device differs from the op's signature, non-finite values, or values that differ
+            from torch's op on the same inputs by more than ``_REL_TOL`` of their largest magnitude.
     """
     for op, name in user_variants(ops).items():
         fn = getattr(ops, op)
@@ -93,3 +117,4 @@ def check_variants(ops: Ops, cfg: ModelConfig, device: torch.device, dtype: torc
                         f"{str(dtype).removeprefix('torch.')} on {device}")
                 if not torch.isfinite(got).all():
                     raise VariantError(f"op {op}={name} returned non-finite values on a small probe call")
+            _check_against_torch(op, name, args, outputs, dtype)

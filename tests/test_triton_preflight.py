@@ -23,10 +23,12 @@ SMALL = ["--prompt-len", "8", "--gen-len", "3"]
     ["run", "--op", "rmsnorm=triton"],
     ["compare", "--backend", "torch", "--backend", "triton"],
     ["sweep", "--backend", "triton", "--batch-sizes", "1", "--context-lens", "8"],
+    ["breakdown", "--backend", "triton", "--context", "8"],
 ])
 def test_bfloat16_on_the_interpreter_is_refused_up_front(tmp_path, capsys, argv):
     cfg = write_config(tmp_path)
-    sizes = ["--gen-len", "3", "--out", str(tmp_path / "s.jsonl")] if argv[0] == "sweep" else SMALL
+    sizes = {"sweep": ["--gen-len", "3", "--out", str(tmp_path / "s.jsonl")],
+             "breakdown": ["--gen-len", "2"]}.get(argv[0], SMALL)
     err = cli_error(capsys, [*argv, "--config", str(cfg), "--dtype", "bfloat16", *sizes])
     assert "no bfloat16" in err and "--dtype float32" in err
     assert not (tmp_path / "s.jsonl").exists()  # refused before the sweep wrote anything

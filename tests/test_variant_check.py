@@ -47,6 +47,17 @@ def _swiglu_good(gate, up):
     return torch.nn.functional.silu(gate) * up
 
 
+@register("swiglu", "test_wrong_values")
+def _swiglu_wrong_values(gate, up):
+    return gate * up  # the activation forgotten: right shape and dtype, another computation
+
+
+@register("attention_decode", "test_approximate")
+def _decode_approximate(q, k_cache, v_cache, seq_lens, scale=None, window=None):
+    out = torch_ops.attention_decode(q, k_cache, v_cache, seq_lens, scale, window)
+    return out * (1 + 1e-3)  # an approximation well inside the tolerance
+
+
 @register("linear", "test_fails_mid_run")
 def _linear_fails_later(x, w, bias=None):
     if x.shape[-2] == 1 and next(_calls) > 40:  # passes the probe and the prefill, fails in decode
@@ -64,6 +75,7 @@ def _check(op, name):
     ("swiglu", "test_raises", "raised RuntimeError on a small probe call: my kernel is not finished second line"),
     ("swiglu", "test_nan", "non-finite"),
     ("rmsnorm", "test_no_residual_out", "(y, x + residual)"),
+    ("swiglu", "test_wrong_values", "disagrees with torch's swiglu"),
 ])
 def test_contract_violations_are_named(op, name, needle):
     with pytest.raises(VariantError) as err:
@@ -74,6 +86,7 @@ def test_contract_violations_are_named(op, name, needle):
 
 def test_a_correct_variant_and_the_builtins_pass():
     _check("swiglu", "test_good")
+    _check("attention_decode", "test_approximate")
     check_variants(resolve("torch"), CFG, torch.device("cpu"), torch.float32)  # built-ins are not probed
 
 

@@ -96,13 +96,12 @@ def warn_interpreter_up_front(ops: dict[str, str], device) -> None:
 def measure_and_price(spec, args: argparse.Namespace) -> dict:
     """Measure ``spec`` (a RunSpec) on its device and return the priced result record."""
     from profiler.backends import resolve
-    from profiler.runner import check_triton_ops, preflight, resolve_device, resolve_dtype
+    from profiler.runner import preflight, resolve_device, resolve_dtype
 
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)  # fail fast on bad options, before any output
     ops = resolve(spec.backend, dict(spec.op_overrides))
     preflight(spec, device, dtype)
-    check_triton_ops(ops.describe(), spec.cfg, device, dtype)
     price = resolve_price(args, device_type=device.type, device=device)
     peaks = device_peaks(device, dtype)
     warn_interpreter_up_front(ops.describe(), device)
