@@ -332,12 +332,13 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> ModelConfig:
-    """The :class:`ModelConfig` of a preset, by exact name.
+    """The :class:`ModelConfig` of a preset, by name in any letter case (``SmolLM2-135M`` is
+    ``smollm2-135m``, as the Hub spells it).
 
     Raises:
         ConfigError: unknown name (the message lists the known ones).
     """
-    row = PRESETS.get(name)
+    row = PRESETS.get(name.lower()) if isinstance(name, str) else None
     if row is None:
         raise ConfigError(
             f"unknown model {name!r}; presets: {', '.join(PRESETS)} (or pass a config.json path)"

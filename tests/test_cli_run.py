@@ -170,3 +170,21 @@ def test_pricing_a_cpu_run_at_a_gpu_row_is_flagged(tmp_path, capsys):
     from tokencost.prices import price_from_name
 
     assert record["usd_per_hour"] == price_from_name("aws-p5.4xlarge-on-demand").usd_per_gpu_hour  # as asked
+
+
+def test_a_seed_past_64_bits_is_refused(capsys):
+    assert "--seed" in cli_error(capsys, ["run", "--seed", str(2 ** 63)])
+
+
+def test_a_plugin_calling_sys_exit_is_a_one_line_error(tmp_path, capsys):
+    plugin = tmp_path / "exits.py"
+    plugin.write_text("import sys\nsys.exit(3)\n")
+    assert "sys.exit(3)" in cli_error(capsys, ["run", "--plugin", str(plugin)])
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"tokencost {version('tokencost')}"

@@ -77,3 +77,9 @@ def test_resolve_model(model_configs_dir):
 def test_moe_presets_are_marked_moe():
     assert get_preset("mixtral-8x7b").is_moe and get_preset("qwen3-30b-a3b").is_moe
     assert not any(get_preset(n).is_moe for n in PRESET_FILES if n not in ("mixtral-8x7b", "qwen3-30b-a3b"))
+
+
+def test_preset_names_are_case_insensitive():
+    from profiler.presets import get_preset
+
+    assert get_preset("SmolLM2-135M") == get_preset("smollm2-135m")

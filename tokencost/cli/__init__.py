@@ -30,8 +30,18 @@ def _load(name: str):
         raise
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tokencost")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tokencost", description="Measure tokens/s on this device and turn it into $ per million tokens.")
+    parser.add_argument("--version", action="version", version=f"tokencost {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in _COMMANDS:
         module = _load(name)

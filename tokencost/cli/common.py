@@ -46,6 +46,17 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer >= 0")
 
 
+_SEED_LIMIT = 2 ** 63  # torch.manual_seed takes a signed 64-bit seed
+
+
+def seed_int(text: str) -> int:
+    """A random seed: an integer in [0, 2^63)."""
+    value = _int_at_least(text, 0, "an integer >= 0")
+    if value >= _SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be below 2^63, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -16,7 +16,7 @@ import dataclasses
 import datetime as _dt
 import sys
 
-from tokencost.cli.common import int_list, non_negative_int, positive_int, print_json_line, write_json
+from tokencost.cli.common import int_list, positive_int, print_json_line, seed_int, write_json
 from tokencost.cli.plugins import add_plugin_arg, load_plugins
 
 DEFAULT_BACKENDS = ("torch", "triton")
@@ -42,7 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also time linear at M = N = K = each size, e.g. 4096,8192")
     p.add_argument("--calibrate", action="store_true",
                    help="measure the device's copy bandwidth and matmul rate and report against them too")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random inputs")
     add_plugin_arg(p)
     p.add_argument("--json", metavar="PATH", help="also write the summary and rows to PATH")
     p.add_argument("--csv", metavar="PATH", help="also write one row per (op, backend) to PATH (pandas)")

@@ -58,6 +58,8 @@ def load_plugin(name: str):
         raise ValueError(f"--plugin {name}: cannot import it ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - any failure inside user code becomes a one-line error
         raise ValueError(f"--plugin {name}: importing it failed: {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:  # a plugin calling sys.exit() would end tokencost silently
+        raise ValueError(f"--plugin {name}: importing it called sys.exit({exc.code!r})") from None
     _LOADED[key] = module
     return module
 

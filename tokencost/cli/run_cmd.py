@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tokencost.cli.common import (add_cost_model_args, add_price_args, non_negative_int, positive_int, print_json_line,
-                                  write_json)
+                                  seed_int, write_json)
 from tokencost.cli.plugins import add_plugin_arg, load_plugins
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -27,7 +27,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, batch: bool = True) -> No
                              "prefill stays eager)")
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the dummy weights and prompt")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the dummy weights and prompt")
     add_plugin_arg(parser)
 
 
