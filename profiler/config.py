@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,33 @@ _MOE_KEYS = {
 
 @dataclasses.dataclass(frozen=True)
 class RopeScaling:
-    """llama3 RoPE frequency scaling (Meta Llama 3.1; transformers ``_compute_llama3_parameters``)."""
+    """llama3 RoPE frequency scaling (Meta Llama 3.1; transformers ``_compute_llama3_parameters``).
+
+    Raises :class:`ConfigError` unless the factors are finite with factor > 0 and
+    high_freq_factor > low_freq_factor > 0, and original_max_position_embeddings is positive.
+    """
 
     rope_type: str
     factor: float
     low_freq_factor: float
     high_freq_factor: float
     original_max_position_embeddings: int
+
+    def __post_init__(self) -> None:
+        floats = {k: getattr(self, k) for k in ("factor", "low_freq_factor", "high_freq_factor")}
+        for key, value in floats.items():
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be finite, got {value}")
+        if not (self.factor > 0 and self.high_freq_factor > self.low_freq_factor > 0):
+            raise ConfigError(
+                "llama3 rope scaling needs factor > 0 and high_freq_factor > low_freq_factor > 0, got "
+                + ", ".join(f"{k}={v}" for k, v in floats.items())
+            )
+        if self.original_max_position_embeddings <= 0:  # divides in the wavelength thresholds
+            raise ConfigError(
+                "original_max_position_embeddings must be positive, got "
+                f"{self.original_max_position_embeddings}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,9 +208,11 @@ def _validate(c: ModelConfig) -> None:
     ):
         if getattr(c, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(c, key)}")
-    for key in ("rms_norm_eps", "rope_theta"):
-        if not getattr(c, key) > 0:
-            raise ConfigError(f"{key} must be positive, got {getattr(c, key)}")
+    for key in ("rms_norm_eps", "rope_theta"):  # eps is added to a mean square; theta is a RoPE base
+        if not (math.isfinite(getattr(c, key)) and getattr(c, key) > 0):
+            raise ConfigError(f"{key} must be positive and finite, got {getattr(c, key)}")
+    if not 0.0 <= c.initializer_range <= 1.0:  # LlamaConfig: interval(min=0.0, max=1.0); NaN fails too
+        raise ConfigError(f"initializer_range must be in [0, 1], got {c.initializer_range}")
     if c.num_attention_heads % c.num_key_value_heads:
         raise ConfigError(
             f"num_attention_heads ({c.num_attention_heads}) is not divisible by "
@@ -220,6 +243,8 @@ def _get(d: dict, key: str, kind: type, defaults: dict) -> Any:
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):  # JSON Infinity/NaN or an overflowing 1e999
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return value
 
 
@@ -236,6 +261,10 @@ def _model_type(d: dict) -> str:
         archs = d.get("architectures") or []
         if not archs:
             raise ConfigError("missing required key 'model_type' (and no 'architectures' to infer it from)")
+        if not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+            raise ConfigError(
+                f"architectures must be a list of class names such as [\"LlamaForCausalLM\"], got {archs!r}"
+            )
         if archs[0] not in _ARCHITECTURES:
             raise ConfigError(
                 f"architectures {archs[0]!r} is not supported; supported: {', '.join(_ARCHITECTURES)}"
@@ -272,7 +301,7 @@ def _rope(d: dict, defaults: dict, max_pos: int) -> tuple[float, RopeScaling | N
     if rope_type != "llama3":
         raise ConfigError(f"{key}.rope_type {rope_type!r} is not supported; supported: default, llama3")
     p = {"original_max_position_embeddings": max_pos, **params}
-    try:
+    try:  # RopeScaling checks the values (finite, ordered, positive)
         scaling = RopeScaling(
             "llama3",
             *(_get(p, k, float, {}) for k in ("factor", "low_freq_factor", "high_freq_factor")),
@@ -280,8 +309,6 @@ def _rope(d: dict, defaults: dict, max_pos: int) -> tuple[float, RopeScaling | N
         )
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from None
-    if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
-        raise ConfigError(f"{key} needs factor > 0 and high_freq_factor > low_freq_factor > 0, got {params}")
     return theta, scaling
 
 
@@ -352,9 +379,12 @@ def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
     """Parse the contents of a HF ``config.json``.
 
     Raises:
-        ConfigError: unsupported model_type/architecture, rope type, activation or layer layout; a
-            missing shape key; a wrong type or non-positive size; heads not divisible by KV heads;
-            hidden_size not divisible by heads when head_dim is absent. The message names the key.
+        ConfigError: unsupported model_type/architecture (or ``architectures`` not a list of
+            strings), rope type, activation or layer layout; a missing shape key; a wrong type,
+            non-positive size or non-finite number (JSON ``Infinity``/``NaN``, ``1e999``); a
+            non-positive rms_norm_eps, rope_theta or llama3 original_max_position_embeddings;
+            initializer_range outside [0, 1]; heads not divisible by KV heads; hidden_size not
+            divisible by heads when head_dim is absent. The message names the key.
     """
     if not isinstance(d, dict):
         raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")
@@ -375,6 +405,8 @@ def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
             )
         head_dim = shape["hidden_size"] // heads
     max_pos = _get(d, "max_position_embeddings", int, defaults)
+    if max_pos <= 0:  # checked before llama3 scaling takes it as original_max_position_embeddings
+        raise ConfigError(f"max_position_embeddings must be positive, got {max_pos}")
     theta, scaling = _rope(d, defaults, max_pos)
     dtype = d.get("torch_dtype", d.get("dtype"))
     kv_heads = _derived(d, "num_key_value_heads", int, defaults)

@@ -102,28 +102,41 @@ def _targets(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, slice | No
     return out
 
 
+def checkpoint_dir(weights_dir: str | Path) -> Path:
+    """``weights_dir`` as a Path after checking it is an existing directory.
+
+    Raises:
+        ProfilerError: the path does not exist, or it is a file (a checkpoint is the directory that
+            holds ``config.json`` and the safetensors files).
+    """
+    root = Path(weights_dir)
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise ProfilerError(
+            f"weights path {root} is a file, not a directory: give the checkpoint directory that holds "
+            "config.json and model.safetensors (or model.safetensors.index.json)"
+        )
+    raise ProfilerError(f"weights dir {root} does not exist (give a local Hugging Face checkpoint folder with config.json and *.safetensors)")
+
+
 def checkpoint_files(weights_dir: str | Path) -> dict[str, Path]:
     """Tensor name -> safetensors file holding it, for a single-file or sharded checkpoint.
 
+    Every file's header is read (``safe_open`` reads only the header, not the tensors), so a corrupt
+    shard, or an index that puts a tensor in a shard which does not hold it, is caught here.
+
     Raises:
-        ProfilerError: the directory, the index or a shard it names is missing or unreadable.
+        ProfilerError: the directory, the index or a shard it names is missing or unreadable; the
+            index is not ``{"weight_map": {tensor name: shard file name}}``; a shard lacks a tensor
+            the index puts in it. The message names the file and, where there is one, the tensor.
     """
-    root = Path(weights_dir)
-    if not root.is_dir():
-        raise ProfilerError(f"weights dir {root} does not exist or is not a directory")
+    root = checkpoint_dir(weights_dir)
     index, single = root / "model.safetensors.index.json", root / "model.safetensors"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ProfilerError(f"{index}: not a safetensors index with a weight_map ({exc})") from None
-        files = {name: root / shard for name, shard in weight_map.items()}
+        files = {name: root / shard for name, shard in _read_weight_map(index).items()}
     elif single.is_file():
-        try:
-            with safe_open(single, framework="pt") as fh:
-                files = {name: single for name in fh.keys()}
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise ProfilerError(f"{single}: cannot read safetensors header ({exc})") from None
+        files = {name: single for name in _header_names(single)}
     else:
         raise ProfilerError(
             f"weights dir {root} has neither model.safetensors nor model.safetensors.index.json"
@@ -131,7 +144,47 @@ def checkpoint_files(weights_dir: str | Path) -> dict[str, Path]:
     missing = sorted({str(p) for p in files.values() if not p.is_file()})
     if missing:
         raise ProfilerError(f"checkpoint shard(s) missing: {', '.join(missing)}")
+    if index.is_file():
+        _check_shards_hold(index, files)
     return files
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of a sharded-checkpoint index, checked to map tensor names to file names."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProfilerError(f"{index}: not a safetensors index with a weight_map ({exc})") from None
+    if not isinstance(weight_map, dict):
+        raise ProfilerError(
+            f"{index}: weight_map must be an object mapping tensor names to shard files, "
+            f"got {type(weight_map).__name__}"
+        )
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise ProfilerError(f"{index}: weight_map[{name!r}] must be a shard file name, got {shard!r}")
+    return weight_map
+
+
+def _header_names(path: Path) -> set[str]:
+    """Tensor names in a safetensors file's header (the tensors themselves are not read)."""
+    try:
+        with safe_open(path, framework="pt") as fh:
+            return set(fh.keys())
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ProfilerError(f"{path}: cannot read safetensors header ({exc})") from None
+
+
+def _check_shards_hold(index: Path, files: dict[str, Path]) -> None:
+    """Each shard holds every tensor the index puts in it."""
+    for shard in sorted(set(files.values())):
+        held = _header_names(shard)
+        absent = sorted(name for name, path in files.items() if path == shard and name not in held)
+        if absent:
+            raise ProfilerError(
+                f"{index}: the index puts {absent[0]} in {shard.name}, which does not hold it"
+                + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else "")
+            )
 
 
 def _check_names(root: Path, files: dict[str, Path], targets: dict, tied: bool) -> None:
@@ -159,21 +212,34 @@ def load_hf_weights(model: torch.nn.Module, weights_dir: str | Path) -> None:
 
     Raises:
         ProfilerError: missing directory or files, a tensor the model needs is absent, a tensor the
-            model does not have is present, or a shape mismatch (the message names the tensor).
+            model does not have is present, a shape mismatch or a non-floating-point dtype, or a tensor
+            was not found where the index puts it (the message names the tensor).
     """
     root = Path(weights_dir)
     files = checkpoint_files(root)
     targets = _targets(model)
     _check_names(root, files, targets, model.cfg.tie_word_embeddings)
+    copied: set[str] = set()
     for path in sorted(set(files[name] for name in targets)):
         with safe_open(path, framework="pt") as fh:
             for name in fh.keys():
-                if name in targets:
+                if name in targets and files.get(name) == path:  # the index's shard, not a stray copy
                     _copy(name, fh.get_tensor(name), *targets[name])
+                    copied.add(name)
+    not_loaded = sorted(set(targets) - copied)
+    if not_loaded:
+        raise ProfilerError(
+            f"checkpoint {root}: tensor {not_loaded[0]} was not found in {files[not_loaded[0]].name}, "
+            "where the index puts it; nothing was loaded for it"
+        )
 
 
 def _copy(name: str, src: torch.Tensor, dst: torch.Tensor, rows: slice | None) -> None:
     view = dst if rows is None else dst[rows]
+    if not src.dtype.is_floating_point:  # e.g. quantized codes: casting them to float is not the model
+        raise ProfilerError(
+            f"tensor {name} has dtype {src.dtype} in the checkpoint; a floating-point dtype is expected"
+        )
     if tuple(src.shape) != tuple(view.shape):
         raise ProfilerError(
             f"tensor {name} has shape {tuple(src.shape)} in the checkpoint, the config expects "
@@ -182,4 +248,4 @@ def _copy(name: str, src: torch.Tensor, dst: torch.Tensor, rows: slice | None) -
     view.copy_(src)
 
 
-__all__ = ["init_dummy_weights", "load_hf_weights", "checkpoint_files"]
+__all__ = ["init_dummy_weights", "load_hf_weights", "checkpoint_files", "checkpoint_dir"]

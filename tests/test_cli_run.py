@@ -68,7 +68,7 @@ def test_run_prints_table_and_json_last_line(tmp_path):
     (["run", "--model", ""], "--model"),
     (["run", "--json", "/"], "is a directory"),
     (["run", "--out", "/proc/no-such.jsonl"], "cannot write"),
-    (["run", "--weights", "/nonexistent-checkpoint"], "no such directory"),  # a folder nothing can be created in
+    (["run", "--weights", "/nonexistent-checkpoint"], "does not exist"),  # a folder nothing can be created in
     (["kernels", "--csv", "/proc/x.csv"], "cannot write"),
     (["compare", "--backend", "torch", "--json", "/proc/x.json"], "cannot write"),
     (["run", "--out", ""], "empty"),

@@ -210,6 +210,7 @@ def _bad(**changes) -> dict:
 
 
 _DROP = object()
+_LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
 
 
 @pytest.mark.parametrize(
@@ -297,6 +298,32 @@ _DROP = object()
             "mixing sliding and full attention",
         ),
         (["not", "a", "dict"], "JSON object"),
+        (
+            _bad(model_type=_DROP, architectures="LlamaForCausalLM"),
+            "architectures must be a list of class names",
+        ),
+        (_bad(model_type=_DROP, architectures=[1]), "architectures must be a list of class names"),
+        (_bad(rms_norm_eps=float("inf")), "rms_norm_eps must be a finite number"),
+        (_bad(rope_theta=float("inf")), "rope_theta must be a finite number"),
+        (_bad(rope_theta=float("nan")), "rope_theta must be a finite number"),
+        (_bad(rope_theta=-1.0), "rope_theta must be positive and finite"),
+        (_bad(rope_scaling={**_LLAMA3, "factor": float("inf")}), "rope_scaling: factor must be a finite"),
+        (
+            _bad(rope_parameters={**_LLAMA3, "high_freq_factor": float("inf")}),
+            "rope_parameters: high_freq_factor must be a finite",
+        ),
+        (
+            _bad(rope_scaling={**_LLAMA3, "original_max_position_embeddings": 0}),
+            "rope_scaling: original_max_position_embeddings must be positive, got 0",
+        ),
+        (
+            _bad(rope_scaling={**_LLAMA3, "original_max_position_embeddings": -5}),
+            "rope_scaling: original_max_position_embeddings must be positive, got -5",
+        ),
+        (_bad(max_position_embeddings=0, rope_scaling=_LLAMA3), "max_position_embeddings must be positive"),
+        (_bad(initializer_range=-0.02), "initializer_range must be in [0, 1]"),
+        (_bad(initializer_range=2.0), "initializer_range must be in [0, 1]"),
+        (_bad(initializer_range=float("nan")), "initializer_range must be a finite number"),
         ({"model_type": "llama", **MINIMAL, "num_key_value_heads": 0}, "num_key_value_heads must be positive"),
     ],
 )
@@ -330,8 +357,30 @@ def test_load_config_errors_name_the_path(tmp_path):
     assert load_config(ckpt).name == "my-model"
 
 
+def test_json_infinity_and_overflowing_literals_are_refused(tmp_path):
+    """Python's json reads `Infinity` and `1e999` as float('inf'); both name the key."""
+    text = json.dumps({"model_type": "llama", **MINIMAL})[:-1]
+    for key, literal in (("rms_norm_eps", "Infinity"), ("rope_theta", "1e999"), ("rope_theta", "NaN")):
+        path = tmp_path / "c.json"
+        path.write_text(f'{text}, "{key}": {literal}}}')
+        with pytest.raises(ConfigError, match=f"c.json: {key} must be a finite number"):
+            load_config(path)
+    path.write_text(f'{text}, "rope_scaling": {json.dumps(_LLAMA3)[:-1]}, "factor": Infinity}}}}')
+    with pytest.raises(ConfigError, match="c.json: rope_scaling: factor must be a finite number"):
+        load_config(path)
+    path.write_text(f'{text}, "initializer_range": 0.0}}')
+    assert load_config(path).initializer_range == 0.0  # transformers' LlamaConfig accepts [0, 1]
+
+
 def test_model_config_validates_on_construction():
     cfg = config_from_dict({"model_type": "llama", **MINIMAL}, name="t")
+    for key, value in (("rms_norm_eps", float("inf")), ("rope_theta", float("inf")), ("initializer_range", -1.0)):
+        with pytest.raises(ConfigError, match=key):
+            dataclasses.replace(cfg, **{key: value})
+    with pytest.raises(ConfigError, match="original_max_position_embeddings must be positive"):
+        RopeScaling("llama3", 8.0, 1.0, 4.0, 0)
+    with pytest.raises(ConfigError, match="factor must be finite"):
+        RopeScaling("llama3", float("inf"), 1.0, 4.0, 8192)
     with pytest.raises(ConfigError, match="num_key_value_heads"):
         dataclasses.replace(cfg, num_key_value_heads=3)
     assert cfg.gqa_ratio == 1 and dataclasses.replace(cfg, num_key_value_heads=2).gqa_ratio == 4

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from profiler.config import load_config
 from profiler.errors import ProfilerError
 from profiler.model import build_model
+from profiler.weights import checkpoint_files
 
 
 def _tiny_hf(**overrides) -> torch.nn.Module:
@@ -129,7 +130,7 @@ def test_config_checkpoint_disagreement_is_an_error(tmp_path):
 def test_missing_or_broken_checkpoint_files(tmp_path):
     path = _save(_tiny_hf(), tmp_path / "ckpt")
     cfg = load_config(path)
-    with pytest.raises(ProfilerError, match="does not exist"):
+    with pytest.raises(ProfilerError, match="absent does not exist"):
         build_model(cfg, max_seq_len=16, weights_dir=str(tmp_path / "absent"))
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -198,3 +199,85 @@ def test_cli_runs_on_a_sharded_checkpoint_and_really_loads_it(tmp_path, capsys):
     tensors[name] = torch.ones(tensors[name].shape[0] + 1)
     save_file(tensors, shard, metadata={"format": "pt"})
     assert name in _cli_fails_while_measuring(capsys, argv)
+
+
+def _sharded(tmp_path, name="sharded"):
+    """A checkpoint saved in several shards; returns (dir, weight_map)."""
+    path = _save(_tiny_hf(), tmp_path / name, max_shard_size="8KB")
+    weight_map = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
+    assert len(set(weight_map.values())) > 2
+    return path, weight_map
+
+
+def _write_index(path, weight_map) -> None:
+    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def test_index_weight_map_must_map_tensor_names_to_shard_files(tmp_path):
+    path, weight_map = _sharded(tmp_path)
+    _write_index(path, sorted(weight_map))  # a list of names instead of a name -> file object
+    with pytest.raises(ProfilerError, match="weight_map must be an object .* got list"):
+        _load(path)
+    _write_index(path, {**weight_map, "model.norm.weight": 3})
+    with pytest.raises(ProfilerError, match=r"weight_map\['model.norm.weight'\] must be a shard file name"):
+        _load(path)
+
+
+def test_corrupt_shard_is_named(tmp_path):
+    path, weight_map = _sharded(tmp_path)
+    shard = path / weight_map["model.layers.1.mlp.down_proj.weight"]
+    shard.write_bytes(b"\xff" * 64)
+    with pytest.raises(ProfilerError, match=f"{shard.name}: cannot read safetensors header"):
+        checkpoint_files(path)
+
+
+def test_index_that_puts_a_tensor_in_the_wrong_shard_is_an_error(tmp_path):
+    path, weight_map = _sharded(tmp_path)
+    name = "model.layers.1.mlp.down_proj.weight"
+    other = sorted(s for s in set(weight_map.values()) if s != weight_map[name])[0]
+    _write_index(path, {**weight_map, name: other})
+    with pytest.raises(ProfilerError, match=f"index puts {name} in {other}, which does not hold it"):
+        _load(path)
+
+
+def test_a_stray_copy_in_another_shard_does_not_override_the_indexed_one(tmp_path):
+    """A tensor is loaded from the shard the index names, even if a later shard also holds a copy."""
+    path, weight_map = _sharded(tmp_path)
+    name = "model.embed_tokens.weight"
+    later = max(weight_map.values())
+    assert later > weight_map[name]  # the stray copy is read after the indexed one
+    tensors = load_file(path / later)
+    tensors[name] = torch.zeros(64, 32)
+    save_file(tensors, path / later, metadata={"format": "pt"})
+    expected = load_file(path / weight_map[name])[name]
+    assert torch.equal(_load(path).embed, expected) and expected.abs().sum() > 0
+
+
+def test_tensor_the_loader_never_copied_is_an_error(tmp_path, monkeypatch):
+    """The copy loop itself refuses to leave a needed tensor unloaded (its values would be garbage),
+    even if the file map it is given is wrong."""
+    from profiler import weights
+
+    path, weight_map = _sharded(tmp_path)
+    name = "model.layers.0.mlp.up_proj.weight"
+    other = sorted(s for s in set(weight_map.values()) if s != weight_map[name])[0]
+    lying = {n: path / (other if n == name else s) for n, s in weight_map.items()}
+    monkeypatch.setattr(weights, "checkpoint_files", lambda _root: lying)
+    with pytest.raises(ProfilerError, match=f"tensor {name} was not found in {other}"):
+        _load(path)
+
+
+def test_weights_path_that_is_a_file_says_so(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    with pytest.raises(ProfilerError, match="config.json is a file, not a directory"):
+        checkpoint_files(path / "config.json")
+    with pytest.raises(ProfilerError, match="is a file, not a directory"):
+        build_model(load_config(path), max_seq_len=16, weights_dir=str(path / "model.safetensors"))
+
+
+def test_integer_tensor_is_refused(tmp_path):
+    path = _save(_tiny_hf(), tmp_path / "ckpt")
+    name = "model.layers.0.self_attn.o_proj.weight"
+    _rewrite(path, lambda t: t.update({name: (t[name] * 10).to(torch.int32)}))
+    with pytest.raises(ProfilerError, match=f"tensor {name} has dtype torch.int32"):
+        _load(path)

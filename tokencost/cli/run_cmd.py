@@ -77,11 +77,9 @@ def spec_from_args(args: argparse.Namespace, **extra):
     if args.model is not None and not args.model.strip():
         raise ValueError("--model needs a preset name (see `tokencost models`), got an empty string")
     if args.weights is not None:
-        from pathlib import Path
+        from profiler.weights import checkpoint_dir
 
-        if not Path(args.weights).is_dir():
-            raise ValueError(f"--weights {args.weights}: no such directory (give a local Hugging Face checkpoint "
-                             "folder holding *.safetensors and config.json)")
+        checkpoint_dir(args.weights)  # a missing folder or a file: one line, before anything is built
     config = args.config
     if config is None and args.model is None and args.weights:
         config = args.weights  # a checkpoint directory carries its own config.json
