@@ -117,7 +117,8 @@ def checkpoint_dir(weights_dir: str | Path) -> Path:
             f"weights path {root} is a file, not a directory: give the checkpoint directory that holds "
             "config.json and model.safetensors (or model.safetensors.index.json)"
         )
-    raise ProfilerError(f"weights dir {root} does not exist (give a local Hugging Face checkpoint folder with config.json and *.safetensors)")
+    raise ProfilerError(f"weights dir {root} does not exist (give a local Hugging Face checkpoint folder "
+                        "with config.json and *.safetensors)")
 
 
 def checkpoint_files(weights_dir: str | Path) -> dict[str, Path]:
