@@ -393,77 +393,70 @@ def _render(rows: list[Compiled], arch: int, failures: list[str]) -> None:
         console.print(f"[red]FAILED[/red] {line}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-        if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"):
-            raise CheckError("unset TRITON_INTERPRET: this check compiles for a GPU, not the interpreter")
-        if "kernels" in sys.modules:
-            raise CheckError("run compile_check in a fresh process (the kernels are already imported)")
-        os.environ["TOKENCOST_AUTOTUNE"] = "1"  # every config the autotuner would try (kernels/_common.py)
-        if args.context < 1:
-            raise CheckError(f"--context must be >= 1, got {args.context}")
-        if args.decode_steps < 0 or args.decode_steps == 1:
-            raise CheckError(f"--decode-steps must be 0 (skip the check) or >= 2 (the first step may compile, "
-                             f"the others must not), got {args.decode_steps}")
-        if args.json:
-            from tokencost.cli.common import check_output_path
-
-            try:
-                check_output_path(args.json, "--json")
-            except ValueError as exc:
-                raise CheckError(str(exc)) from None
-        if args.max_configs is not None and args.max_configs < 1:
-            raise CheckError(f"--max-configs must be >= 1, got {args.max_configs}")
-        batch_sizes = _ints(args.batch_sizes, "batch-sizes")
-        if not batch_sizes:
-            raise CheckError("--batch-sizes needs at least one value")
-        square = _ints(args.square, "square")
-        from profiler.errors import ConfigError
-        from profiler.presets import resolve_model
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse what no compile check can run with (CheckError), before anything is imported or built."""
+    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"):
+        raise CheckError("unset TRITON_INTERPRET: this check compiles for a GPU, not the interpreter")
+    if "kernels" in sys.modules:
+        raise CheckError("run compile_check in a fresh process (the kernels are already imported)")
+    if args.context < 1:
+        raise CheckError(f"--context must be >= 1, got {args.context}")
+    if args.decode_steps < 0 or args.decode_steps == 1:
+        raise CheckError(f"--decode-steps must be 0 (skip the check) or >= 2 (the first step may compile, "
+                         f"the others must not), got {args.decode_steps}")
+    if args.max_configs is not None and args.max_configs < 1:
+        raise CheckError(f"--max-configs must be >= 1, got {args.max_configs}")
+    if args.json:
+        from tokencost.cli.common import check_output_path
 
         try:
-            cfg = resolve_model(args.model or (None if args.config else "llama-3.1-8b"), args.config)
-        except ConfigError as exc:
+            check_output_path(args.json, "--json")
+        except ValueError as exc:
             raise CheckError(str(exc)) from None
-        if cfg.is_moe:
-            raise CheckError(f"{cfg.name} is a mixture-of-experts config; the decode model is dense only")
-        if args.context + args.decode_steps > cfg.max_position_embeddings:
-            raise CheckError(f"--context {args.context} plus --decode-steps {args.decode_steps} exceeds "
-                             f"{cfg.name}'s max_position_embeddings ({cfg.max_position_embeddings})")
-        recorder = Recorder()
-        install(args.arch, recorder, args.max_configs)
-        cases = op_cases(cfg, args.dtype, batch_sizes, args.context, square)
-    except CheckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
-    failures: list[str] = []
-    late: list[str] = []
+
+def _model(args: argparse.Namespace):
+    """The dense model config to check (llama-3.1-8b by default); CheckError for MoE or short positions."""
+    from profiler.errors import ConfigError
+    from profiler.presets import resolve_model
+
     try:
-        for label, fn, op_args in cases:
-            recorder.case = label
-            try:
-                fn(*op_args)
-            except Exception as exc:  # noqa: BLE001  (every op call is reported, then the next one runs)
-                failures.append(f"{label}: {type(exc).__name__}: {one_line(exc)}")
-        for batch in batch_sizes:
-            if args.decode_steps == 0:
-                break
-            late += decode_steps_recompiles(cfg, args.dtype, batch, args.context, args.decode_steps, recorder)
-    except MemoryError:
-        print("error: not enough host memory for the inputs of these shapes; lower --context or "
-              "--batch-sizes", file=sys.stderr)
-        return 2
+        cfg = resolve_model(args.model or (None if args.config else "llama-3.1-8b"), args.config)
+    except ConfigError as exc:
+        raise CheckError(str(exc)) from None
+    if cfg.is_moe:
+        raise CheckError(f"{cfg.name} is a mixture-of-experts config; the decode model is dense only")
+    if args.context + args.decode_steps > cfg.max_position_embeddings:
+        raise CheckError(f"--context {args.context} plus --decode-steps {args.decode_steps} exceeds "
+                         f"{cfg.name}'s max_position_embeddings ({cfg.max_position_embeddings})")
+    return cfg
 
-    rows = recorder.rows
-    errors = [r for r in rows if r.status == "error"]
+
+def _compile_all(cases, cfg, args, batch_sizes: list[int], recorder: "Recorder") -> tuple[list[str], list[str]]:
+    """Call every op case (each compiles through the stand-in driver), then replay eager decode steps.
+    Returns (failed calls, decode steps that compiled or autotuned)."""
+    failures: list[str] = []
+    for label, fn, op_args in cases:
+        recorder.case = label
+        try:
+            fn(*op_args)
+        except Exception as exc:  # noqa: BLE001  (every op call is reported, then the next one runs)
+            failures.append(f"{label}: {type(exc).__name__}: {one_line(exc)}")
+    late: list[str] = []
+    if args.decode_steps:
+        for batch in batch_sizes:
+            late += decode_steps_recompiles(cfg, args.dtype, batch, args.context, args.decode_steps, recorder)
+    return failures, late
+
+
+def _report(rows: list, args: argparse.Namespace, cfg, failures: list[str], late: list[str]) -> dict:
+    """Print the table, write --json, and return the summary printed as the last stdout line."""
     _render(rows, args.arch, failures + [f"compiled or autotuned during eager decode at {x}" for x in late])
     summary = {
         "arch": args.arch, "gpu": TARGETS[args.arch]["gpu"], "dtype": args.dtype, "model": cfg.name,
         "compiled": sum(r.status == "ok" for r in rows),
         "out_of_resources": sum(r.status == "out of resources" for r in rows),
-        "config_errors": len(errors), "failed_calls": len(failures),
+        "config_errors": sum(r.status == "error" for r in rows), "failed_calls": len(failures),
         "decode_steps_checked": args.decode_steps, "decode_steps_that_compiled": len(late),
         "spilling": sum(1 for r in rows if r.stack_bytes), "triton_version": _triton_version(),
     }
@@ -475,7 +468,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.decode_steps == 0:
         print("warning: eager decode steps not checked (--decode-steps 0)", file=sys.stderr)
     print(json.dumps(summary))
-    return 1 if errors or failures or late else 0
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        _check_args(args)
+        os.environ["TOKENCOST_AUTOTUNE"] = "1"  # every config the autotuner would try (kernels/_common.py)
+        batch_sizes = _ints(args.batch_sizes, "batch-sizes")
+        if not batch_sizes:
+            raise CheckError("--batch-sizes needs at least one value")
+        square = _ints(args.square, "square")
+        cfg = _model(args)
+        recorder = Recorder()
+        install(args.arch, recorder, args.max_configs)
+        cases = op_cases(cfg, args.dtype, batch_sizes, args.context, square)
+    except CheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        failures, late = _compile_all(cases, cfg, args, batch_sizes, recorder)
+    except MemoryError:
+        print("error: not enough host memory for the inputs of these shapes; lower --context or "
+              "--batch-sizes", file=sys.stderr)
+        return 2
+    summary = _report(recorder.rows, args, cfg, failures, late)
+    return 1 if summary["config_errors"] or failures or late else 0
 
 
 def _triton_version() -> str:
