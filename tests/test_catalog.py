@@ -258,3 +258,48 @@ def test_cli_prices_bad_catalog_is_one_line_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tokencost: error:") and "missing source" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("date", ["2026-13-45", "9999-99-99", "2025-02-29", "2026-00", "2026-04-31", "0000",
+                                  "~2026-13", "before 2025-06-00", "until 2026-02-30"])
+def test_impossible_dates_are_refused(tmp_path, date):
+    path = _write(tmp_path, "bad.csv", PRICE_HEADER + f"x,AWS,h100-sxm,on-demand,,,2.0,src,{date}\n")
+    expected = rf"bad\.csv:2: date '{date}' is not YYYY\[-MM\[-DD\]\] with a real month and day"
+    with pytest.raises(CostError, match=expected):
+        load_catalog([path])
+
+
+@pytest.mark.parametrize("date", ["2024-02-29", "2026", "2026-12", "~2026", "before 2025-06", "until 2025-01-01",
+                                  "undated"])
+def test_real_dates_in_every_allowed_form_are_accepted(tmp_path, date):
+    path = _write(tmp_path, "ok.csv", PRICE_HEADER + f"x,AWS,h100-sxm,on-demand,,,2.0,src,{date}\n")
+    assert load_catalog([path]).get("prices", "x")["date"] == date
+
+
+def test_two_defaults_for_one_gpu_in_one_user_file_are_refused(tmp_path):
+    header = "name,provider,gpu,tier,usd_per_gpu_hour,is_default,source,date\n"
+    path = _write(tmp_path, "two.csv", header + "a,Me,h100-sxm,on-demand,1.0,yes,me,2026\n"
+                                                "b,Me,h200,on-demand,3.0,yes,me,2026\n"
+                                                "c,Me,h100-sxm,spot,2.0,yes,me,2026\n")
+    with pytest.raises(CostError) as exc:
+        load_catalog([path])
+    message = str(exc.value)
+    assert "\n" not in message and f"{path}:4: a second default row for h100-sxm" in message
+    assert f"(the first is {path}:2)" in message
+    cpu = _write(tmp_path, "cpu.csv", "name,provider,instance,vcpus_per_instance,tier,usd_per_instance_hour,"
+                                      "is_default,source,date\n"
+                                      "c1,Me,big,4,spot,0.5,yes,me,2026\nc2,Me,big,4,spot,0.5,yes,me,2026\n")
+    with pytest.raises(CostError, match=r"cpu\.csv:3: a second default row for CPU \(the first is .*cpu\.csv:2\)"):
+        load_catalog([cpu])
+
+
+@pytest.mark.parametrize("data", ["name,provider\n".encode("utf-16"), b"name,gpu\n\xff\xfe\x00bad\n"])
+def test_a_catalog_that_is_not_utf8_names_the_file(tmp_path, capsys, data):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(data)
+    with pytest.raises(CostError, match=rf"cannot read catalog {path}: not UTF-8 text"):
+        load_catalog([str(path)])
+    with pytest.raises(SystemExit):
+        main(["prices", "--catalog", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokencost: error:") and str(path) in err and "\n" not in err

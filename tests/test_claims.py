@@ -225,3 +225,57 @@ def test_cli_measure_without_hook_exits_2(monkeypatch, capsys):
 def test_claim_dataclass_round_trip():
     claim = _builtin("gpt-fast-llama-2-7b-bf16-a100")
     assert dataclasses.replace(claim) == claim and claim.source and claim.date == "2024-09-15"
+
+
+def test_an_implied_price_over_the_bound_is_refused(capsys):
+    with pytest.raises(CostError, match=r"implies \$1\.389e\+303/Mtok, over the 1,000,000 \$/Mtok bound"):
+        check_claim(_claim(tok_per_s=1e-300), usd_per_gpu_hour=5.0)
+    (v,) = check_all(5.0, claims=[_claim(tok_per_s=1e-300)])
+    assert v.status == "invalid" and "1,000,000 $/Mtok" in v.reason
+    err = cli_error(capsys, ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "1e-300"])
+    assert "over the 1,000,000 $/Mtok bound" in err
+
+
+def test_a_claim_without_precision_is_bounded_at_the_most_favourable_one():
+    # 4-bit weights, 4-bit KV and the GPU's highest dense peak bound every precision from above.
+    favourable = check_claim(_claim(precision=None, tok_per_s=1.0)).bound
+    for precision in PRECISIONS:
+        stated = check_claim(_claim(precision=precision, kv_precision=precision, tok_per_s=1.0)).bound
+        assert stated.output_tok_per_s_per_gpu <= favourable.output_tok_per_s_per_gpu * (1 + 1e-12), precision
+    assert favourable.weight_precision == "int4" and favourable.peak_column == "fp8_tflops"  # H100: no FP4 column
+    assert check_claim(_claim(gpu="b200", precision=None)).bound.weight_precision == "fp4"
+    impossible = check_claim(_claim(precision=None, tok_per_s=1e300))
+    assert impossible.status == "impossible" and impossible.physically_possible is False
+    assert "even at the most favourable precision" in impossible.reason
+    neither = check_claim(_claim(precision=None, input_len=None, batch_size=None, tok_per_s=1e300))
+    assert neither.status == "impossible" and "precision and input length" in neither.reason
+    plausible = check_claim(_claim(precision=None, tok_per_s=100.0))
+    assert plausible.status == "incomplete" and plausible.physically_possible is None
+    assert plausible.fraction_of_bound == pytest.approx(100.0 / favourable.output_tok_per_s_per_gpu)
+
+
+def test_cli_calls_an_absurd_claim_without_precision_impossible(capsys):
+    assert main(["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--tok-per-s", "1e300", "--json"]) == 0
+    claim = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["claims"][0]
+    assert claim["status"] == "impossible" and claim["bound"]["weight_precision"] == "int4"
+
+
+@pytest.mark.parametrize("fraction, text", [(0.196, "19.6%"), (0.2, "20%"), (0.5, "50%"), (0.19996, "19.996%"),
+                                            (1.004, "100.4%"), (0.9996, "99.96%"), (1.0, "100%"), (0.001, "0.1%"),
+                                            (0.0001234, "0.012%"),
+                                            (1e6, "1e+08%")])
+def test_percent_keeps_the_side_of_each_threshold(fraction, text):
+    from tokencost.claims import percent
+
+    assert percent(fraction) == text
+
+
+def test_a_low_verdict_never_prints_the_threshold_itself(capsys):
+    bound = check_claim(_claim()).bound.output_tok_per_s_per_gpu
+    v = check_claim(_claim(tok_per_s=0.196 * bound))
+    assert v.status == "low" and "under 20% of the roofline" in v.reason
+    assert ": 19.6% of the bandwidth bound" in v.reason
+    args = ["validate", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--precision", "bf16", "--batch-size", "1",
+            "--input-len", "1", "--tok-per-s", str(0.196 * bound)]
+    assert main(args) == 0
+    assert "19.6% of the bandwidth bound" in capsys.readouterr().out

@@ -125,3 +125,28 @@ def test_sweep_rerun_into_the_same_file_needs_resume_or_append(tmp_path, capsys)
     assert [p["repeats"] for p in summary["points"]] == [1, 1]  # this run's points only, not pooled
     assert all("output_tok_per_s_ci95" not in p for p in summary["points"])
     assert out.read_text().startswith(first) and len(read_records(out)) == 4  # old lines kept
+
+
+@pytest.mark.parametrize("field, value, needle", [("output_tok_per_s", -5, "output_tok_per_s"),
+                                                  ("tpot_s", float("nan"), "tpot_s")])
+def test_sweep_checks_the_existing_out_file_before_measuring(tmp_path, capsys, field, value, needle):
+    # A hand-edited record (negative tok/s, NaN TPOT) is refused as `tokencost report` refuses it, with
+    # file:line, before any point is measured: --resume must not spend the sweep and then fail.
+    cfg = write_config(tmp_path)
+    out = tmp_path / "s.jsonl"
+    good, bad = _run_record(), {**_run_record(ctx=24), field: value}
+    out.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")  # json writes NaN as NaN, as an editor might
+    before = out.read_text()
+    for extra in (["--resume"], ["--append"], []):
+        err = cli_error(capsys, _sweep(cfg, out, *extra))
+        assert f"{out}:2:" in err and needle in err
+        assert out.read_text() == before  # nothing measured, nothing appended
+    report_err = cli_error(capsys, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert report_err.split(f"{out}:2:")[1] == err.split(f"{out}:2:")[1]  # the same validator, the same words
+
+
+def test_sweep_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--warmup-steps WARMUP_STEPS untimed decode steps" in help_text

@@ -186,4 +186,40 @@ def test_runs_with_other_op_variants_or_cuda_graphs_are_other_series_not_repeats
     assert sorted(p["n_repeats"] for p in points) == [1, 1, 2]  # only the plain torch runs pool
     assert {backend_label(p) for p in points} == {"torch", "torch [swiglu=slow]", "torch +cuda-graph"}
     pooled = next(p for p in points if p["n_repeats"] == 2)
-    assert pooled["output_tok_per_s"] == pytest.approx((100.0 + 83.0) / 2)
+    assert pooled["tpot_s"] == pytest.approx(0.011)
+    assert pooled["output_tok_per_s"] == pytest.approx(1 / 0.011, rel=3e-3)  # batch / pooled TPOT
+
+
+def test_an_even_number_of_repeats_gives_a_consistent_row(tmp_path):
+    # Two repeats of 37 ms and 666 ms: the pooled TPOT is their mean (351.5 ms); every rate and
+    # dollar figure of the row must follow from it, not from a separate median of each column.
+    from tokencost.sweep_summary import summarize_point
+
+    recs = [{**_repeat(r, tpot, ttft), "mbu": 0.002 / tpot} for r, tpot, ttft in ((0, 0.037, 0.05), (1, 0.666, 0.15))]
+    for point in (*aggregate_repeats(recs), summarize_point(recs)):
+        tpot, ttft = point["tpot_s"], point["ttft_s"]
+        assert tpot == pytest.approx(0.3515) and ttft == pytest.approx(0.1)
+        assert point["output_tok_per_s_per_seq"] == pytest.approx(1 / tpot)
+        assert point["output_tok_per_s"] == pytest.approx(4 / tpot)
+        assert point["prefill_tok_per_s"] == pytest.approx(4 * 128 / ttft)
+        assert point["mbu"] == pytest.approx(0.002 / tpot)  # bytes per step ÷ bandwidth: one value per point
+        assert point["usd_per_mtok_output"] == pytest.approx(2.0 / (4 / tpot * 3600) * 1e6)
+        assert point["usd_per_mtok_input"] == pytest.approx(2.0 / (4 * 128 / ttft * 3600) * 1e6)
+    summary = write_report(recs, tmp_path).summary_path.read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| tiny"))
+    assert "| 351.5 |" in row and f"| {1 / 0.3515:.4g} |" in row
+
+
+def test_runs_at_different_prices_are_separate_rows(tmp_path):
+    from tokencost.sweep_summary import summarize_sweep
+
+    user = {**_run(4, 128, 0, 0.01), "usd_per_hour": 5.0, "price_source": "--price-per-gpu-hour (user)"}
+    catalog = {**_run(4, 128, 1, 0.02), "usd_per_hour": 0.1008, "price_source": "cpu catalog row"}
+    for points in (aggregate_repeats([user, catalog]), summarize_sweep([user, catalog])["points"]):
+        assert sorted(p.get("n_repeats", p.get("repeats")) for p in points) == [1, 1]
+        for p in points:
+            assert not p.get("repeat_warnings", p.get("warnings"))
+            assert p["usd_per_mtok_output"] == pytest.approx(p["usd_per_hour"] / (p["output_tok_per_s"] * 3600) * 1e6)
+        assert {p["usd_per_hour"] for p in points} == {5.0, 0.1008}
+    summary = write_report([user, catalog], tmp_path).summary_path.read_text()
+    assert "| 5 |" in summary and "| 0.1008 |" in summary

@@ -155,3 +155,37 @@ def test_chip_energy_params_need_no_capex_row():
     assert params["electricity_usd_per_kwh"][0] == 0.083 and "EIA" in params["electricity_usd_per_kwh"][1]
     with pytest.raises(CostError, match="capex"):
         default_tco_params("a100-sxm-80gb")  # no capex row, yet electricity of measured energy is priced
+
+
+@pytest.mark.parametrize("name, value, hint", [("interest_rate", 5.0, "for 5 % give 0.05"),
+                                               ("utilization", 70.0, "for 70 % give 0.7")])
+def test_a_fraction_given_as_a_percentage_is_refused(name, value, hint):
+    with pytest.raises(CostError, match=rf"{name} must be in .0, 1\] \(fraction") as exc:
+        default_tco_params("h100-sxm", **{name: value})
+    assert hint in str(exc.value) and "from --tco-param" in str(exc.value)
+    assert default_tco_params("h100-sxm", interest_rate=0.05).interest_rate == 0.05
+    assert default_tco_params("h100-sxm", interest_rate=1.0).interest_rate == 1.0  # 100 %/yr: dear, not a slip
+
+
+def test_a_catalog_interest_rate_over_one_names_the_catalog(tmp_path):
+    path = tmp_path / "tco.csv"
+    path.write_text("parameter,gpu,value,unit,source,date\ninterest_rate,,100,per year,my bank,2026\n")
+    catalog_mod.use_catalogs(str(path))
+    with pytest.raises(CostError, match="interest_rate must be in .0, 1\\].*from the TCO catalog: my bank, 2026"):
+        default_tco_params("h100-sxm")
+
+
+def test_every_tco_parameter_has_its_unit_in_the_help_and_table(capsys):
+    from tokencost.cli import main
+    from tokencost.tco import _OVERRIDABLE, TCO_UNITS
+
+    assert set(TCO_UNITS) == set(_OVERRIDABLE)
+    with pytest.raises(SystemExit):
+        main(["prices", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in _OVERRIDABLE:
+        assert f"{name} ({' '.join(TCO_UNITS[name].split())})" in help_text.replace("- ", "-"), name
+    assert "interest_rate (fraction per year, 0.05 = 5 %/yr)" in help_text
+    assert "show only the owned-hardware" in help_text  # what `prices --tco GPU` does (no price lists)
+    assert main(["prices", "--tco", "h100-sxm"]) == 0
+    assert "fraction per year" in capsys.readouterr().out

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
+import io
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -33,7 +35,7 @@ PRICE_TIERS = ("on-demand", "spot", "interruptible", "reserved-1yr", "reserved-3
 TCO_PARAMETERS = ("depreciation_years", "interest_rate", "electricity_usd_per_kwh", "pue",
                   "colocation_usd_per_kw_month", "utilization", "capex_usd", "allin_power_kw")
 _PER_GPU_TCO = ("capex_usd", "allin_power_kw")
-_DATE_RE = re.compile(r"^(undated|(~|before |until )?\d{4}(-\d{2}(-\d{2})?)?)$")
+_DATE_RE = re.compile(r"^(?:~|before |until )?(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _TRUE, _FALSE = ("yes", "true", "1"), ("", "no", "false", "0")
 
 
@@ -205,6 +207,22 @@ def _check_header(schema: Schema, header: list[str], path: str) -> None:
         raise CostError(f"{path}: missing column(s) {', '.join(missing)} for the {schema.kind} catalog")
 
 
+def _valid_date(text: str) -> bool:
+    """True for ``undated`` or a calendar date YYYY[-MM[-DD]], optionally after ~, 'before ', 'until '
+    (month and day checked with :class:`datetime.date`, so 2026-13-45 or 2025-02-29 is refused)."""
+    if text == "undated":
+        return True
+    match = _DATE_RE.match(text)
+    if not match:
+        return False
+    year, month, day = (int(g) if g else 1 for g in match.groups())
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_row(schema: Schema, raw: dict, where: str) -> dict:
     if None in raw:
         raise CostError(f"{where}: more fields than the header has columns")
@@ -215,9 +233,9 @@ def _parse_row(schema: Schema, raw: dict, where: str) -> dict:
     for name in schema.required:
         if row[name] is None:
             raise CostError(f"{where}: column {name!r} is empty")
-    if not _DATE_RE.match(row["date"]):
-        raise CostError(f"{where}: date {row['date']!r} is not YYYY[-MM[-DD]] (optionally after ~, "
-                        "'before ' or 'until ') or 'undated'")
+    if not _valid_date(row["date"]):
+        raise CostError(f"{where}: date {row['date']!r} is not YYYY[-MM[-DD]] with a real month and day "
+                        "(optionally after ~, 'before ' or 'until ') or 'undated'")
     problem = schema.row_check(row) if schema.row_check else None
     if problem:
         raise CostError(f"{where}: {problem}")
@@ -229,11 +247,12 @@ def read_table(schema: Schema, path: str | Path) -> dict[tuple, dict]:
     """Read and validate one CSV file of ``schema``'s kind; rows keyed by the schema key.
 
     Raises:
-        CostError: unreadable file, bad header, bad row, or a key repeated within the file.
+        CostError: unreadable or non-UTF-8 file, bad header, bad row, a key repeated within the file,
+            or two ``is_default`` rows for one group (e.g. one GPU) within the file.
     """
     rows: dict[tuple, dict] = {}
-    with _open(path) as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(_open(path))
+    try:
         _check_header(schema, [h.strip() for h in (reader.fieldnames or [])], str(path))
         reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
         for raw in reader:
@@ -243,14 +262,24 @@ def read_table(schema: Schema, path: str | Path) -> dict[tuple, dict]:
             if key in rows:
                 raise CostError(f"{where}: {'/'.join(schema.key)} {'/'.join(key)!r} repeats {rows[key]['_origin']}")
             rows[key] = row
+    except csv.Error as exc:
+        raise CostError(f"{path}:{reader.line_num}: not a readable CSV file ({exc})") from None
+    if schema.default_group is not None:
+        _check_defaults(rows, schema)
     return rows
 
 
-def _open(path: str | Path):
+def _open(path: str | Path) -> io.StringIO:
+    """The whole file as text (UTF-8, optional BOM); CostError naming the file when it cannot be read
+    or is not UTF-8 text (a binary or UTF-16 file)."""
     try:
-        return open(path, newline="", encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return io.StringIO(handle.read(), newline="")
     except OSError as exc:
         raise CostError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CostError(f"cannot read catalog {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                        "save it as UTF-8 CSV") from None
 
 
 def detect_kind(path: str | Path) -> Schema:
@@ -259,8 +288,10 @@ def detect_kind(path: str | Path) -> Schema:
     Raises:
         CostError: the header matches no catalog, or has columns the closest catalog does not know.
     """
-    with _open(path) as handle:
-        header = [h.strip() for h in next(csv.reader(handle), [])]
+    try:
+        header = [h.strip() for h in next(csv.reader(_open(path)), [])]
+    except csv.Error as exc:
+        raise CostError(f"{path}:1: not a readable CSV header ({exc})") from None
     if not header or not any(header):
         raise CostError(f"{path}: empty file (expected a CSV header)")
     candidates = [s for s in SCHEMAS.values() if all(c in header for c in s.required)]

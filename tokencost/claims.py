@@ -16,7 +16,12 @@ it counts (claims.md §1). Checking follows claims.md §2:
    prompt, and the bound grows with B, so this is the highest the hardware allows. Without an output
    length only the first decode step is bounded (later steps read more KV, so this is favourable too);
 3. verdict: above 100% of the bound is impossible (its byte/FLOP model or token count is wrong); below
-   20% suggests a wrong code path or a unit slip (claims.md §2, step 4).
+   20% suggests a wrong code path or a unit slip (claims.md §2, step 4). A claim that does not state
+   its precision or input length is still bounded, at the values most favourable to it (4-bit weights
+   and, unless stated, 4-bit KV cache, the GPU's highest dense peak, a 1-token prompt): above that
+   bound it is impossible at any precision and length; under it the verdict stays "incomplete";
+4. the $/Mtok a claim implies is refused above ``tokencost.cost.MAX_USD_PER_MTOK`` (a throughput that
+   small is a unit slip, not a claim to price).
 
 A model without a preset is reported as "model not in catalog", a GPU missing from the spec table as
 "unknown GPU": nothing is guessed. A request longer than the model's ``max_position_embeddings`` is an
@@ -34,8 +39,8 @@ from profiler.presets import get_preset, preset_names
 from profiler.roofline import (decode_bytes_per_step, decode_flops_per_token, kv_bytes_per_token, kv_tokens_read,
                                param_count, prefill_flops)
 from tokencost.catalog import PRECISIONS, Catalog, resolve
-from tokencost.cost import (check_usd_per_hour, check_usd_per_mtok, output_tok_per_s, tok_per_s_for_usd_per_mtok,
-                            usd_per_mtok)
+from tokencost.cost import (MAX_USD_PER_MTOK, check_usd_per_hour, check_usd_per_mtok, output_tok_per_s,
+                            tok_per_s_for_usd_per_mtok, usd_per_mtok)
 from tokencost.errors import CostError
 from tokencost.hardware import GpuSpec, lookup_gpu
 from tokencost.prices import default_price_for_device
@@ -254,10 +259,20 @@ def _price(claim: Claim, spec: GpuSpec | None, usd_per_gpu_hour: float | None, p
 
 
 def _cost_fields(claim: Claim, per_gpu: float, out_per_gpu: float, price: float | None) -> dict:
+    """$/Mtok of the claimed and output tokens at ``price``.
+
+    Raises:
+        CostError: an implied $/Mtok above ``MAX_USD_PER_MTOK`` (the README's bound on a token price).
+    """
     if price is None:
         return {}
     fields = {"usd_per_mtok_claimed_tokens": usd_per_mtok(price, per_gpu),
               "usd_per_mtok_output": usd_per_mtok(price, out_per_gpu) if claim.tokens != "unstated" else None}
+    worst = max(v for v in fields.values() if v is not None)
+    if worst > MAX_USD_PER_MTOK:
+        raise CostError(f"claim {claim.claim_id}: {claim.tok_per_s:g} tok/s at ${price:.4g}/GPU-hour implies "
+                        f"${worst:.4g}/Mtok, over the {MAX_USD_PER_MTOK:,.0f} $/Mtok bound: check the figure "
+                        "and its unit")
     if claim.stated_usd_per_mtok is not None:
         fields["implied_tok_per_s_for_stated_price"] = tok_per_s_for_usd_per_mtok(price, claim.stated_usd_per_mtok)
     return fields
@@ -272,21 +287,64 @@ def _missing(claim: Claim, cfg: ModelConfig | None, spec: GpuSpec | None) -> tup
         return "model-not-in-catalog", why
     if spec is None:
         return "unknown-gpu", f"GPU {claim.gpu!r} is not in the GPU catalog; no peak to bound against"
-    lacking = [n for n in ("precision", "input_len") if getattr(claim, n) is None]
-    if lacking:
-        return "incomplete", f"the claim does not state {' or '.join(lacking)}; no bound computed"
     return None
 
 
-def _judge(fraction: float, bound: Bound) -> tuple[str, str]:
-    where = (f"{fraction:.0%} of the {bound.binding} bound {bound.output_tok_per_s_per_gpu:,.0f} output tok/s "
-             f"per GPU (batch {bound.batch_size}: {bound.batch_source}; weights {bound.weight_precision}, "
-             f"KV {bound.kv_precision})")
+def _unstated(claim: Claim) -> list[str]:
+    return [n for n in ("precision", "input_len") if getattr(claim, n) is None]
+
+
+def most_favourable_precision(spec: GpuSpec) -> str:
+    """The weight precision that gives ``spec`` its highest bound: the fewest bytes per weight (4-bit)
+    with its highest dense peak (``GpuSpec.peak_flops_per_s`` falls back from FP4 to FP8 to BF16); named
+    fp4 where the GPU has an FP4 column, else int4 (4-bit weights run on any GPU, e.g. weight-only)."""
+    return "fp4" if spec.fp4_tflops is not None else "int4"
+
+
+def percent(fraction: float) -> str:
+    """``fraction`` as a percentage with as few decimals as keep it on the right side of the verdict
+    thresholds (20% and 100%): 0.196 is "19.6%", never "20%" next to "under 20%"; 3 significant digits
+    from 1000% up, 2 under 1% (never "0%" for a claim that is not zero)."""
+    if fraction >= 10 or 0 < fraction < 0.01:
+        return f"{fraction * 100:.{3 if fraction >= 10 else 2}g}%"
+    for digits in range(6):
+        text = f"{fraction:.{digits}%}"
+        shown = float(text[:-1]) / 100
+        if all((shown < t) == (fraction < t) and (shown > t) == (fraction > t) for t in (LOW_FRACTION, 1.0)):
+            return text
+    return text
+
+
+def _where(fraction: float, bound: Bound) -> str:
+    return (f"{percent(fraction)} of the {bound.binding} bound {bound.output_tok_per_s_per_gpu:,.0f} output tok/s "
+            f"per GPU (batch {bound.batch_size}: {bound.batch_source}; weights {bound.weight_precision}, "
+            f"KV {bound.kv_precision})")
+
+
+def _names(unstated: list[str]) -> str:
+    return " and ".join({"precision": "precision", "input_len": "input length"}[n] for n in unstated)
+
+
+def _judge(fraction: float, bound: Bound, unstated: list[str]) -> tuple[str, str]:
+    where = _where(fraction, bound)
+    if unstated:
+        what = _names(unstated)
+        favourable = f"the most favourable {what} ({', '.join(_favourable_text(n, bound) for n in unstated)})"
+        if fraction > 1:
+            return "impossible", f"over the roofline even at {favourable}: {where}"
+        return "incomplete", (f"the claim does not state {what}; at {favourable} it would be {where}, "
+                              "so no verdict beyond 'not impossible'")
     if fraction > 1:
         return "impossible", f"over the roofline: {where}"
     if fraction < LOW_FRACTION:
         return "low", f"possible but under 20% of the roofline (wrong code path or unit slip?): {where}"
     return "possible", f"physically possible: {where}"
+
+
+def _favourable_text(name: str, bound: Bound) -> str:
+    if name == "precision":
+        return f"{bound.weight_precision} weights, {bound.kv_precision} KV, peak column {bound.peak_column}"
+    return "a 1-token prompt"
 
 
 def check_claim(claim: Claim, usd_per_gpu_hour: float | None = None, price_source: str | None = None,
@@ -298,7 +356,8 @@ def check_claim(claim: Claim, usd_per_gpu_hour: float | None = None, price_sourc
 
     Raises:
         CostError: invalid fields, mixed units (total tokens without lengths), a request longer than the
-            model's ``max_position_embeddings``, or a price over ``tokencost.cost.MAX_USD_PER_HOUR``.
+            model's ``max_position_embeddings``, a price over ``tokencost.cost.MAX_USD_PER_HOUR``, or an
+            implied $/Mtok over ``tokencost.cost.MAX_USD_PER_MTOK``.
         ConfigError: an unreadable ``config_path``.
     """
     validate_claim(claim)
@@ -315,16 +374,26 @@ def check_claim(claim: Claim, usd_per_gpu_hour: float | None = None, price_sourc
     missing = _missing(claim, cfg, spec)
     if missing is not None:
         return Verdict(status=missing[0], reason=missing[1], **common)
+    return Verdict(**_bound_and_judge(claim, cfg, spec, out_per_gpu), **common)
+
+
+def _bound_and_judge(claim: Claim, cfg: ModelConfig, spec: GpuSpec, out_per_gpu: float) -> dict:
+    """status, reason, bound and fraction_of_bound of a claim whose model and GPU are known; an unstated
+    precision or input length is bounded at its most favourable value (module docstring, step 3)."""
     stated = claim.batch_size if claim.batch_size is not None else claim.concurrency
     label = "stated batch" if claim.batch_size is not None else "stated concurrency"
+    unstated = _unstated(claim)
+    precision = claim.precision or most_favourable_precision(spec)
+    kv = claim.kv_precision or (precision if claim.precision is None else None)  # unstated: 4-bit KV too
     try:
-        bound = roofline_bound(cfg, spec, claim.gpus, claim.precision, claim.input_len, claim.output_len,
-                               stated, label, claim.kv_precision)
-    except _Infeasible as exc:
-        return Verdict(status="impossible", reason=f"does not fit: {exc}", **common)
+        bound = roofline_bound(cfg, spec, claim.gpus, precision, claim.input_len or 1, claim.output_len,
+                               stated, label, kv)
+    except _Infeasible as exc:  # at a larger precision or prompt it would fit even less
+        even = f" even at the most favourable {_names(unstated)}" if unstated else ""
+        return {"status": "impossible", "reason": f"does not fit{even}: {exc}"}
     fraction = out_per_gpu / bound.output_tok_per_s_per_gpu
-    status, reason = _judge(fraction, bound)
-    return Verdict(status=status, reason=reason, bound=bound, fraction_of_bound=fraction, **common)
+    status, reason = _judge(fraction, bound, unstated)
+    return {"status": status, "reason": reason, "bound": bound, "fraction_of_bound": fraction}
 
 
 def _notes(claim: Claim) -> tuple[str, ...]:
@@ -337,7 +406,12 @@ def _notes(claim: Claim) -> tuple[str, ...]:
         notes.append("token type not stated: bounded as output tokens (the most demanding reading)")
     if claim.precision and claim.kv_precision is None:
         notes.append(f"KV precision not stated: {default_kv_precision(claim.precision)} assumed")
-    if claim.output_len is None and claim.input_len is not None:
+    if claim.precision is None:
+        notes.append("precision not stated: bounded at 4-bit weights (and KV unless stated) with the GPU's highest "
+                     "peak, the most favourable reading")
+    if claim.input_len is None:
+        notes.append("input length not stated: bounded with a 1-token prompt, the most favourable reading")
+    if claim.output_len is None:
         notes.append("output length not stated: bound at the first decode step only")
     return tuple(notes)
 

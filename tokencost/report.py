@@ -15,8 +15,9 @@ a decode step). Output files in the chosen folder:
 - ``summary.md``: a table of the points and the images; a plot without data is skipped with a note.
 
 Repeats of a point (records equal but for ``repeat``) are pooled as ``tokencost sweep`` pools them
-(``tokencost.sweep_summary.pool_repeats``): medians, $/Mtok at the median throughputs, and a 95%
-interval of tok/s carried into dollars, drawn as error bars on the frontier and given in the table.
+(``tokencost.sweep_summary.pool_repeats``): median TTFT and TPOT, the tok/s, MBU and $/Mtok derived from
+them, and a 95% interval of tok/s carried into dollars, drawn as error bars on the frontier and given in
+the table. Runs priced differently (``usd_per_hour``, ``price_source``) are separate rows, never repeats.
 Torch-free; matplotlib is used
 through ``Figure`` objects (Agg canvas), never through pyplot's global state.
 """
@@ -33,7 +34,7 @@ from matplotlib.figure import Figure
 
 from tokencost.errors import CostError
 from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
-from tokencost.sweep_summary import pool_repeats
+from tokencost.sweep_summary import PRICE_KEYS, pool_repeats
 
 PLOT_FILES: dict[str, str] = {
     "frontier": "frontier.png",
@@ -82,8 +83,9 @@ def _series_values(record: dict) -> tuple:
 
 
 def _point_key(record: dict) -> tuple:
-    """Repeats of one point share everything but ``repeat`` (their settings keys differ by it)."""
-    return _series_values(record) + tuple(record.get(k) for k in ("batch_size", "prompt_len", "gen_len"))
+    """Repeats of one point share everything but ``repeat`` (their settings keys differ by it),
+    including the price: runs priced differently are separate rows, each with its own $/Mtok."""
+    return _series_values(record) + tuple(record.get(k) for k in ("batch_size", "prompt_len", "gen_len") + PRICE_KEYS)
 
 
 def _is_number(value: Any, minimum: float = 0.0, strict: bool = True) -> bool:
@@ -393,13 +395,15 @@ def _interval(ci: Any) -> str:
 
 
 def _points_table(points: list[dict]) -> list[str]:
-    header = ("| series | batch | context | repeats | TTFT (ms) | TPOT (ms) | output tok/s | tok/s per seq "
+    header = ("| series | batch | context | repeats | $/hour | TTFT (ms) | TPOT (ms) | output tok/s | tok/s per seq "
               "| MBU (%) | $/Mtok output | 95% CI $/Mtok output | $/Mtok input | × roofline floor |")
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 14]
     for name, series in _series(points).items():
-        for p in sorted(series, key=lambda p: (p.get("batch_size") or 0, _context(p) or 0)):
+        for p in sorted(series, key=lambda p: (p.get("batch_size") or 0, _context(p) or 0,
+                                               _numeric_first(p.get("usd_per_hour")))):
             lines.append(
                 f"| {name} | {p.get('batch_size', 'n/a')} | {_context(p)} | {p.get('n_repeats', 1)} "
+                f"| {_fmt(p.get('usd_per_hour'))} "
                 f"| {_fmt(p.get('ttft_s'), 1e3)} | {_fmt(p.get('tpot_s'), 1e3)} | {_fmt(p.get(THROUGHPUT_KEY))} "
                 f"| {_fmt(p.get(INTERACTIVITY_KEY))} | {_fmt(p.get('mbu'), 100, 3)} "
                 f"| {_fmt(p.get('usd_per_mtok_output'))} | {_interval(p.get('usd_per_mtok_output_ci95'))} "
@@ -410,8 +414,10 @@ def _points_table(points: list[dict]) -> list[str]:
 def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, Path | None], notes: list[str]) -> str:
     lines = ["# tokencost report", "",
              f"{len(points)} measured point(s), {len(skipped)} skipped. TPOT is the median decode step; "
-             "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; repeats are shown as medians, "
-             "$/Mtok at the median throughput; 95% CI $/Mtok output: the Student-t interval of the mean tok/s "
+             "output tok/s = batch / TPOT; tok/s per sequence = 1 / TPOT; over repeats, TTFT and TPOT are "
+             "medians (the mean of the middle two for an even count) and tok/s, MBU and $/Mtok are derived "
+             "from them, so each row is consistent; runs at different prices are separate rows; "
+             "95% CI $/Mtok output: the Student-t interval of the mean tok/s "
              "over repeats carried into dollars (n/a for one repeat). "
              "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput.", ""]
     prices = sorted({(p["usd_per_hour"], p.get("price_source") or "source not recorded") for p in points

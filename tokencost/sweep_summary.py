@@ -4,6 +4,7 @@ interactivity, and each point's $/Mtok as a multiple of its roofline floor. Torc
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -14,15 +15,20 @@ from tokencost.frontier import cost_at_interactivity, cost_vs_floor, pareto_fron
 from tokencost.stats import confidence_interval, spread_warning, usd_per_mtok_interval
 
 POINT_KEYS = ("model", "device", "dtype", "backend", "batch_size", "prompt_len", "gen_len")
-POOLED_MEDIAN_KEYS = ("ttft_s", "tpot_s", "output_tok_per_s", "output_tok_per_s_per_seq", "prefill_tok_per_s", "mbu",
-                      "roofline_output_tok_per_s")
+# Repeats priced differently are different rows, never pooled (their $/Mtok would need one price).
+PRICE_KEYS = ("usd_per_hour", "price_source")
+# Pooled as the median over repeats: the measured times, and the roofline bound (no measured time in it).
+POOLED_MEDIAN_KEYS = ("ttft_s", "tpot_s", "roofline_output_tok_per_s")
+# Derived from the pooled times, never pooled column by column: key -> the time it is work / time of.
+POOLED_RATE_KEYS = {"output_tok_per_s": "tpot_s", "output_tok_per_s_per_seq": "tpot_s", "mbu": "tpot_s",
+                    "prefill_tok_per_s": "ttft_s"}
 
 
 def _group(records: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if r.get("kind", "run") == "run" and r.get("status", "ok") == "ok":
-            groups[tuple(r.get(k) for k in POINT_KEYS)].append(r)
+            groups[tuple(r.get(k) for k in POINT_KEYS + PRICE_KEYS)].append(r)
     return groups
 
 
@@ -38,9 +44,24 @@ def _interval_fields(tok_per_s: list[float], usd_per_hour: float | None) -> dict
     return out
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _median(runs: list[dict], key: str) -> float | None:
-    values = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+    values = [r[key] for r in runs if _number(r.get(key))]
     return statistics.median(values) if values else None
+
+
+def _rate(runs: list[dict], key: str, time_s: float | None) -> float | None:
+    """``key`` (a rate: work ÷ ``time key``) at the pooled time: the work of one repeat (rate × its own
+    time: batch for output tok/s, 1 per sequence, batch × prompt for prefill, bytes ÷ bandwidth for MBU,
+    the same in every repeat of a point) over ``time_s``. Without a pooled time: the median rate."""
+    time_key = POOLED_RATE_KEYS[key]
+    work = [r[key] * r[time_key] for r in runs if _number(r.get(key)) and _number(r.get(time_key))]
+    if time_s is None or time_s <= 0 or not work:
+        return _median(runs, key)
+    return statistics.median(work) / time_s
 
 
 def _usd(hourly: float | None, rate: float | None) -> float | None:
@@ -51,17 +72,26 @@ def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, 
     """The figures of one point pooled over its repeats (run records of the same settings), the one
     pooling ``tokencost sweep`` and ``tokencost report`` share:
 
-    - the median over repeats of each of :data:`POOLED_MEDIAN_KEYS` some repeat has;
-    - ``usd_per_mtok_output`` / ``usd_per_mtok_input``: the first repeat's price at the *median* output /
-      prefill throughput (not the median of per-repeat dollars, which would not match the throughput
+    - the median over repeats of TTFT and TPOT (and of the roofline tok/s), :data:`POOLED_MEDIAN_KEYS`;
+      an even number of repeats gives the mean of the middle two;
+    - the rates derived from those pooled times, :data:`POOLED_RATE_KEYS`, never pooled column by
+      column (whose even-count medians would disagree with the TPOT beside them): output tok/s =
+      batch / TPOT, tok/s per sequence = 1 / TPOT, MBU = bytes per step ÷ TPOT ÷ bandwidth, prefill
+      tok/s = batch × prompt / TTFT (:func:`_rate`), so every pooled row is internally consistent;
+    - ``usd_per_mtok_output`` / ``usd_per_mtok_input``: the first repeat's price at those pooled output /
+      prefill throughputs (not the median of per-repeat dollars, which would not match the throughput
       shown beside them: $/Mtok is not linear in tok/s); None without a price or throughput;
     - ``output_tok_per_s_ci95`` and ``usd_per_mtok_output_ci95`` from 2 repeats on
       (``tokencost.stats.confidence_interval``, carried into dollars by ``usd_per_mtok_interval``);
     - ``repeats``, ``usd_per_hour``, ``price_source``, and ``warnings`` (spread above
-      ``spread_threshold``, an interval reaching zero, repeats priced differently).
+      ``spread_threshold``, an interval reaching zero, repeats priced differently: the callers group
+      by :data:`PRICE_KEYS` as well, so that last one only reaches a direct caller).
     """
     first = runs[0]
     pooled: dict[str, Any] = {k: _median(runs, k) for k in POOLED_MEDIAN_KEYS if any(k in r for r in runs)}
+    for key, time_key in POOLED_RATE_KEYS.items():
+        if any(key in r for r in runs):
+            pooled[key] = _rate(runs, key, pooled.get(time_key))
     hourly = first.get("usd_per_hour")
     if isinstance(hourly, bool) or not isinstance(hourly, (int, float)) or not hourly > 0:
         hourly = None

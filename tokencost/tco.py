@@ -33,6 +33,20 @@ HOURS_PER_YEAR = 8760.0
 MONTHS_PER_YEAR = 12.0
 _OVERRIDABLE = ("capex_usd", "depreciation_years", "interest_rate", "power_kw", "pue",
                 "electricity_usd_per_kwh", "colocation_usd_per_kw_month", "utilization")
+# The unit of every parameter, as --tco-param takes it. The two fractions are refused above 1: a user
+# who means 5 % and types 5 would otherwise get 500 % a year (or a GPU busy 500 % of the time).
+TCO_UNITS: dict[str, str] = {
+    "capex_usd": "USD per GPU", "depreciation_years": "years",
+    "interest_rate": "fraction per year, 0.05 = 5 %/yr", "power_kw": "kW per GPU", "pue": "ratio >= 1",
+    "electricity_usd_per_kwh": "USD per kWh", "colocation_usd_per_kw_month": "USD per kW-month",
+    "utilization": "fraction of hours busy, 0.7 = 70 %",
+}
+FRACTION_PARAMETERS = ("interest_rate", "utilization")
+
+
+def tco_param_help() -> str:
+    """Every overridable parameter with its unit, for the ``--tco-param`` help text."""
+    return "; ".join(f"{name} ({unit})" for name, unit in TCO_UNITS.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,17 +160,23 @@ def default_tco_params(gpu: str, catalog: Catalog | None = None, **overrides: fl
 
 
 def _validate(p: TcoParams) -> None:
+    """Raises CostError naming the parameter, its rule and its unit (a fraction above 1 is refused:
+    ``interest_rate=5`` means 500 %/yr, not the 5 % its user meant)."""
     checks = {"capex_usd": p.capex_usd > 0, "depreciation_years": p.depreciation_years > 0,
-              "interest_rate": p.interest_rate >= 0, "power_kw": p.power_kw >= 0, "pue": p.pue >= 1,
+              "interest_rate": 0 <= p.interest_rate <= 1, "power_kw": p.power_kw >= 0, "pue": p.pue >= 1,
               "electricity_usd_per_kwh": p.electricity_usd_per_kwh >= 0,
               "colocation_usd_per_kw_month": p.colocation_usd_per_kw_month >= 0,
               "utilization": 0 < p.utilization <= 1}
     for name, ok in checks.items():
         value = getattr(p, name)
         if not (math.isfinite(value) and ok):
-            rule = {"pue": ">= 1", "utilization": "in (0, 1]", "capex_usd": "> 0",
+            rule = {"pue": ">= 1", "utilization": "in (0, 1]", "interest_rate": "in [0, 1]", "capex_usd": "> 0",
                     "depreciation_years": "> 0"}.get(name, ">= 0")
-            raise CostError(f"TCO parameter {name} must be {rule}, got {value!r}")
+            hint = f"; for {value:g} % give {value / 100:g}" if name in FRACTION_PARAMETERS and value > 1 else ""
+            source = p.sources.get(name, "user")
+            where = "--tco-param" if source == "user" else f"the TCO catalog: {source}"
+            raise CostError(f"TCO parameter {name} must be {rule} ({TCO_UNITS[name]}), got {value!r}{hint} "
+                            f"(from {where})")
 
 
 def owned_usd_per_gpu_hour(params: TcoParams) -> TcoResult:

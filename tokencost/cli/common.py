@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
+from tokencost.tco import tco_param_help
+
 
 def fail(message: str, status: int = 2) -> NoReturn:
     """Print ``tokencost: error: <message>`` on one line to stderr and exit."""
@@ -96,8 +98,8 @@ def add_price_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--price-owned", action="store_true",
                    help="owned-hardware $/GPU-hour of the detected GPU from the TCO model (see `tokencost prices --tco`)")
     g.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
-                   help="with --price-owned: override a TCO parameter (capex_usd, depreciation_years, interest_rate, "
-                        "power_kw, pue, electricity_usd_per_kwh, colocation_usd_per_kw_month, utilization)")
+                   help="with --price-owned: override a TCO parameter, in its unit: "
+                        + tco_param_help().replace("%", "%%"))
     g.add_argument("--catalog", metavar="PATH", help="a CSV adding or overriding catalog rows")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tokencost.cli.common import key_value_list, print_json_line
+from tokencost.tco import TCO_UNITS, tco_param_help
 
 _GROUPS = ("gpu", "cpu", "api")
 
@@ -18,11 +19,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tier", metavar="TIER",
                    help="only this tier (on-demand, spot, reserved-1yr, owned-hyperscaler, ...), or cpu / api")
     p.add_argument("--gpu", metavar="NAME", help="only prices of this GPU (catalog or driver name)")
-    p.add_argument("--tco", metavar="GPU", help="also show the owned-hardware $/GPU-hour of this GPU, every "
-                   "parameter with its source")
+    p.add_argument("--tco", metavar="GPU", help="show only the owned-hardware $/GPU-hour of this GPU, every "
+                   "parameter with its unit and source (the price lists, --json ones included, stay empty); add "
+                   "--tier or --gpu to list those prices as well")
+    units = tco_param_help().replace("%", "%%")  # argparse formats help with %
     p.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
-                   help="override a TCO parameter (capex_usd, depreciation_years, interest_rate, power_kw, pue, "
-                        "electricity_usd_per_kwh, colocation_usd_per_kw_month, utilization); repeatable")
+                   help=f"override a TCO parameter, in its unit: {units}; fractions above 1 are refused; repeatable")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return p
 
@@ -49,13 +51,15 @@ def _tco_table(result):
     p = result.params
     table = Table(title=f"Owned {p.gpu}: ${result.usd_per_gpu_hour:.4g}/GPU-hour around the clock, "
                         f"${result.usd_per_utilized_gpu_hour:.4g} per utilised hour")
-    for col in ("parameter", "value", "source"):
+    for col in ("parameter", "value", "unit", "source"):
         table.add_column(col, overflow="fold")
     for name, source in p.sources.items():
-        table.add_row(name, f"{getattr(p, name):g}", source)
-    table.add_row("= capex $/h", f"{result.capex_usd_per_hour:.4g}", "capex × CRF(rate, years) ÷ 8760")
-    table.add_row("= power $/h", f"{result.power_usd_per_hour:.4g}", "kW × PUE × $/kWh")
-    table.add_row("= colocation $/h", f"{result.colocation_usd_per_hour:.4g}", "kW × $/kW-month × 12 ÷ 8760")
+        table.add_row(name, f"{getattr(p, name):g}", TCO_UNITS[name], source)
+    table.add_row("= capex $/h", f"{result.capex_usd_per_hour:.4g}", "USD per hour",
+                  "capex × CRF(rate, years) ÷ 8760")
+    table.add_row("= power $/h", f"{result.power_usd_per_hour:.4g}", "USD per hour", "kW × PUE × $/kWh")
+    table.add_row("= colocation $/h", f"{result.colocation_usd_per_hour:.4g}", "USD per hour",
+                  "kW × $/kW-month × 12 ÷ 8760")
     return table
 
 

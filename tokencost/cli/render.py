@@ -66,8 +66,7 @@ def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
         rows.append((f"$/Mtok per request, blended {w_in:g}:{w_out:g}", _fmt(r["request_usd_per_mtok_blended"], "", 4)))
     eff = r.get("effective")
     if eff:
-        rows.append((f"effective $/Mtok out (utilization {eff['utilization']:g} from {eff.get('utilization_source', '--utilization')}, "
-                     f"per-{eff['billing']} billing)",
+        rows.append((f"effective $/Mtok out ({_utilization_note(eff)}per-{eff['billing']} billing)",
                      f"{eff['usd_per_mtok_output_effective']:.4g} ({eff['overhead_ratio']:.3g}× peak)"))
     be = r.get("breakeven")
     if be:
@@ -78,6 +77,15 @@ def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
                      f"{_fmt(r['usd_per_mtok_electricity'], '', 4)} (PUE {r.get('electricity_pue', '?')}, "
                      f"${r.get('electricity_usd_per_kwh', '?')}/kWh)"))
     return rows
+
+
+def _utilization_note(eff: dict) -> str:
+    """"utilization F from SOURCE, " when a utilisation below full use was set (``--utilization``) or
+    comes from the TCO model; nothing at the default full use, which changes no figure."""
+    source = eff.get("utilization_source", "--utilization")
+    if eff["utilization"] == 1 and source == "--utilization":
+        return ""
+    return f"utilization {eff['utilization']:g} from {source}, "
 
 
 def print_sweep_table(summary: dict) -> None:
@@ -99,8 +107,8 @@ def print_sweep_table(summary: dict) -> None:
     for s in summary["skipped"]:
         console.print(f"skipped: batch {s['batch_size']}, context {s['prompt_len']}: {s['skip_reason']}")
     for p in summary["points"]:
-        for w in p["warnings"]:
-            console.print(f"warning (batch {p['batch_size']}, context {p['prompt_len']}): {w}")
+        for w in p["warnings"]:  # on stderr with the prefix of every other warning
+            print(f"tokencost: warning: batch {p['batch_size']}, context {p['prompt_len']}: {w}", file=sys.stderr)
     for f in summary["frontiers"]:
         t = f.get("at_target")
         if t is None:

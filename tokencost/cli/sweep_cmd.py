@@ -24,7 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=int_list, default=[1, 2, 4, 8], help="comma-separated, e.g. 1,8,32")
     p.add_argument("--context-lens", type=int_list, default=[128, 512], help="prompt lengths, e.g. 512,2048")
     p.add_argument("--gen-len", type=positive_int, default=16, help="output tokens per sequence (>= 2)")
-    p.add_argument("--warmup-steps", type=non_negative_int, default=3)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=3,
+                   help="untimed decode steps before the timed ones at each point (default 3)")
     p.add_argument("--repeats", type=positive_int, default=1, help="measure each point K times (K >= 2 gives a 95%% CI)")
     p.add_argument("--out", required=True, metavar="RESULTS.jsonl", help="results file (appended to)")
     again = p.add_mutually_exclusive_group()
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     base = dataclasses.replace(base, device=str(device), dtype=str(dtype).removeprefix("torch."))
     points = plan_points(base, args.batch_sizes, args.context_lens, args.repeats)
     with one_line_warnings():
+        _check_existing_results(args.out)  # a bad line stops the sweep now, not after measuring
         _refuse_silent_rerun(args, points)
         memory_skips = check_grid(points, device, dtype)  # everything checkable, before measuring anything
         price = resolve_price(args, device_type=device.type, device=device)
@@ -110,6 +112,24 @@ def run(args: argparse.Namespace) -> int:
     print_json_line(summary)  # first: a file that fails to write must not cost the summary
     write_json(args.json, summary)
     return 0
+
+
+def _check_existing_results(path: str) -> None:
+    """Validate the records already in ``--out`` as ``tokencost report`` does
+    (``tokencost.report.check_records``), before anything is measured: a hand-edited or foreign line
+    (a negative tok/s, a NaN TPOT) is a one-line error naming ``file:line``, not a failure after the
+    sweep has spent its time, nor a file the report then refuses.
+
+    Raises:
+        CostError / ProfilerError: the first record the report could not use, or an unreadable file.
+    """
+    import os
+
+    from profiler.results import read_numbered_records
+    from tokencost.report import check_records
+
+    if os.path.exists(path):
+        check_records(read_numbered_records(path), path)
 
 
 def _refuse_silent_rerun(args: argparse.Namespace, points) -> None:

@@ -183,7 +183,15 @@ def _measure(claim) -> dict:
 
 
 def _fmt(value, spec: str = ".3g", suffix: str = "") -> str:
+    if value is not None and spec.startswith(",") and spec.endswith("f") and abs(value) >= 1e15:
+        spec = ".4g"  # an absurd claim: a number, not a line of digits
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _percent(value) -> str:
+    from tokencost.claims import percent
+
+    return "n/a" if value is None else percent(value)
 
 
 def _summary_table(verdicts):
@@ -202,7 +210,7 @@ def _summary_table(verdicts):
         table.add_row(c.claim_id, f"{c.gpus}× {c.gpu} {c.precision or ''}".strip(),
                       _fmt(v.claimed_output_tok_per_s_per_gpu, ",.0f"),
                       _fmt(b.output_tok_per_s_per_gpu if b else None, ",.0f"),
-                      _fmt(v.fraction_of_bound, ".0%"), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"),
+                      _percent(v.fraction_of_bound), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"),
                       _fmt(c.stated_usd_per_mtok, ".4g"))
     table.caption = ("$/Mtok recomputed: the claimed tokens/s at the price used (the claim's own price where it "
                      "states one); stated: the $/Mtok the source published, if any")
