@@ -71,16 +71,20 @@ def append_result(path: str | os.PathLike, record: dict) -> None:
     """Append one record as a JSON line, then flush and fsync so a crash cannot lose it.
 
     Raises ProfilerError when the record is not a dict, has an unknown ``kind`` or is not finite JSON
-    (NaN and infinity are rejected: a result is a number or absent, never NaN).
+    (NaN and infinity are rejected: a result is a number or absent, never NaN), or when the file cannot
+    be written (the message names it).
     """
     line = _to_json_line(record)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _repair_partial_tail(path)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _repair_partial_tail(path)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise ProfilerError(f"{path}: cannot append the result ({exc.strerror or exc})") from None
 
 
 def _not_jsonl(path: Path, text: str, detail: str) -> ProfilerError:

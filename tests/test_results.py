@@ -184,3 +184,11 @@ def test_record_without_kind_reads_as_run(tmp_path):
     del rec["kind"]
     append_result(path, rec)
     assert list(load_results(path)["kind"]) == ["run"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_named_in_the_error():
+    from profiler.results import append_result
+
+    with pytest.raises(ProfilerError, match="/dev/full: cannot append the result"):
+        append_result("/dev/full", {"kind": "run", "tpot_s": 0.1})
