@@ -223,3 +223,11 @@ def test_runs_at_different_prices_are_separate_rows(tmp_path):
         assert {p["usd_per_hour"] for p in points} == {5.0, 0.1008}
     summary = write_report([user, catalog], tmp_path).summary_path.read_text()
     assert "| 5 |" in summary and "| 0.1008 |" in summary
+
+
+def test_a_pooled_point_does_not_pass_off_the_first_repeats_per_run_figures():
+    recs = [{**_repeat(i, 0.01 * (i + 1), 0.1), "mfu": 0.1 * (i + 1), "tpot_p90_s": 0.02 * (i + 1)} for i in range(3)]
+    (point,) = aggregate_repeats(recs)
+    assert point["n_repeats"] == 3 and "mfu" not in point and "tpot_p90_s" not in point
+    (single,) = aggregate_repeats(recs[:1])
+    assert single["mfu"] == 0.1 and single["tpot_p90_s"] == 0.02

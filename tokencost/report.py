@@ -142,11 +142,20 @@ def check_records(numbered: Iterable[tuple[Any, dict]], source: str) -> list[dic
     return records
 
 
+# Figures of one run that pool_repeats does not pool: kept for a single run, dropped from a point of
+# several repeats (the first repeat's value would pass for the point's).
+_PER_RUN_KEYS = ("tpot_p90_s", "tpot_p99_s", "tpot_mean_s", "step_times_s", "decode_wall_s", "mfu",
+                 "request_usd", "request_usd_per_mtok_input", "request_usd_per_mtok_output",
+                 "request_usd_per_mtok_blended", "usd_per_mtok_electricity", "gpu_energy_j",
+                 "gpu_energy_per_output_token_j", "gpu_avg_power_w", "effective", "breakeven", "timestamp")
+
+
 def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
-    """One dict per point: the first repeat's fields, updated with the pooled figures of all its
+    """One dict per point: the first repeat's settings, updated with the pooled figures of all its
     repeats (:func:`tokencost.sweep_summary.pool_repeats`; its warnings as ``repeat_warnings``) and
-    ``n_repeats`` (``context_len`` falls back to ``prompt_len``). Records with status "skipped" are
-    left out."""
+    ``n_repeats`` (``context_len`` falls back to ``prompt_len``); per-run figures that are not pooled
+    (tail TPOT, MFU, energy, request costs) are left out of a point with several repeats. Records with
+    status "skipped" are left out."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         if r.get("status", "ok") != "skipped":
@@ -154,7 +163,8 @@ def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
     points = []
     for group in groups.values():
         pooled = pool_repeats(group)
-        point = {**group[0], "n_repeats": pooled.pop("repeats"), "context_len": _context(group[0]),
+        first = group[0] if len(group) == 1 else {k: v for k, v in group[0].items() if k not in _PER_RUN_KEYS}
+        point = {**first, "n_repeats": pooled.pop("repeats"), "context_len": _context(group[0]),
                  "repeat_warnings": pooled.pop("warnings")}
         point.update(pooled)
         points.append(point)
