@@ -114,7 +114,9 @@ def _prefill_kernel(
     HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
+    # Longest-first (as FlashAttention-2/3 schedule causal blocks): the last query block attends to the
+    # most keys, so it starts first and the short blocks fill the tail of the grid.
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // H_Q).to(tl.int64)
     h = pid_bh % H_Q
@@ -125,7 +127,10 @@ def _prefill_kernel(
     offs_m = m0 + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < HEAD_DIM  # head dims that are not a power of two are padded and masked
-    q_ptrs = q_ptr + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
+    # int64 row offsets: in the fused-QKV view the token stride is (Hq + 2 Hkv) * D elements, which
+    # times a long prompt passes 2^31 (e.g. 18,432 x 116,509 for Llama-3.1-405B).
+    q_ptrs = (q_ptr + b * stride_qb + h * stride_qh + offs_m.to(tl.int64)[:, None] * stride_qt
+              + offs_d[None, :] * stride_qd)
     q = tl.load(q_ptrs, mask=(offs_m < T)[:, None] & d_mask[None, :], other=0.0)
     k_base = k_ptr + b * stride_kb + kvh * stride_kh
     v_base = v_ptr + b * stride_vb + kvh * stride_vh
@@ -161,7 +166,8 @@ def _prefill_kernel(
 
     l_i = tl.where(l_i > 0.0, l_i, 1.0)  # only padding rows (i >= T) could have l = 0
     out = acc / l_i[:, None]
-    o_ptrs = o_ptr + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od
+    o_ptrs = (o_ptr + b * stride_ob + h * stride_oh + offs_m.to(tl.int64)[:, None] * stride_ot
+              + offs_d[None, :] * stride_od)
     tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(offs_m < T)[:, None] & d_mask[None, :])
 
 

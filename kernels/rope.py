@@ -29,14 +29,15 @@ def _rope_kernel(
     b = (pid_bh // H).to(tl.int64)
     h = (pid_bh % H).to(tl.int64)
     offs_t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    rows = offs_t.to(tl.int64)  # a token stride of a fused-QKV view times a long prompt can pass 2^31
     offs_d = tl.arange(0, BLOCK_HALF)
     mask = (offs_t < T)[:, None] & (offs_d < HALF)[None, :]
-    x_base = x_ptr + b * stride_xb + h * stride_xh + offs_t[:, None] * stride_xt
+    x_base = x_ptr + b * stride_xb + h * stride_xh + rows[:, None] * stride_xt
     x1 = tl.load(x_base + offs_d[None, :] * stride_xd, mask=mask, other=0.0).to(tl.float32)
     x2 = tl.load(x_base + (offs_d + HALF)[None, :] * stride_xd, mask=mask, other=0.0).to(tl.float32)
-    c = tl.load(cos_ptr + offs_t[:, None] * stride_ct + offs_d[None, :] * stride_cd, mask=mask, other=0.0)
-    s = tl.load(sin_ptr + offs_t[:, None] * stride_st + offs_d[None, :] * stride_sd, mask=mask, other=0.0)
-    o_base = o_ptr + b * stride_ob + h * stride_oh + offs_t[:, None] * stride_ot
+    c = tl.load(cos_ptr + rows[:, None] * stride_ct + offs_d[None, :] * stride_cd, mask=mask, other=0.0)
+    s = tl.load(sin_ptr + rows[:, None] * stride_st + offs_d[None, :] * stride_sd, mask=mask, other=0.0)
+    o_base = o_ptr + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot
     o_ty = o_ptr.dtype.element_ty
     tl.store(o_base + offs_d[None, :] * stride_od, (x1 * c - x2 * s).to(o_ty), mask=mask)
     tl.store(o_base + (offs_d + HALF)[None, :] * stride_od, (x2 * c + x1 * s).to(o_ty), mask=mask)

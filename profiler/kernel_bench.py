@@ -202,10 +202,13 @@ def _linear_cases(cfg: ModelConfig, phase: str, tokens: int, batch: int) -> list
 def _elementwise_cases(cfg: ModelConfig, phase: str, batch: int, t: int) -> list[KernelCase]:
     h, d, f, hq = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size, cfg.num_attention_heads
     rows = batch * t
+    # The model rotates q and k heads in one call, except after q/k RMSNorm (Qwen3): one call each.
+    ropes = ([("rope.q", hq), ("rope.k", cfg.num_key_value_heads)] if cfg.qk_norm
+             else [("rope.qk", hq + cfg.num_key_value_heads)])
     return [
         KernelCase(phase, "rmsnorm", "rmsnorm", (("rows", rows), ("h", h)), f"rows={rows} H={h} +residual"),
-        KernelCase(phase, "rope.q", "rope", (("b", batch), ("h", hq), ("t", t), ("d", d)),
-                   f"B={batch} H={hq} T={t} D={d}"),
+        *(KernelCase(phase, name, "rope", (("b", batch), ("h", heads), ("t", t), ("d", d)),
+                     f"B={batch} H={heads} T={t} D={d}") for name, heads in ropes),
         KernelCase(phase, "swiglu", "swiglu", (("rows", rows), ("f", f)), f"rows={rows} F={f}"),
     ]
 

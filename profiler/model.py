@@ -122,10 +122,14 @@ class Attention(nn.Module):
         with self.label("attn.qkv_proj"):
             qkv = self.ops.linear(x, self.wqkv, self.bqkv).view(b, t, self.hq + 2 * self.hkv, self.d)
         q, k, v = qkv.split([self.hq, self.hkv, self.hkv], dim=2)
-        if self.q_norm is not None:
-            with self.label("attn.qk_norm"):
-                q = self.ops.rmsnorm(q, self.q_norm, self.cfg.rms_norm_eps)
-                k = self.ops.rmsnorm(k, self.k_norm, self.cfg.rms_norm_eps)
+        if self.q_norm is None:
+            # q and k heads sit side by side in the fused output: one rope call rotates both.
+            with self.label("attn.rope"):
+                qk = self.ops.rope(qkv[:, :, : self.hq + self.hkv].transpose(1, 2), cos, sin)
+            return qk[:, : self.hq], qk[:, self.hq :], v.transpose(1, 2)
+        with self.label("attn.qk_norm"):
+            q = self.ops.rmsnorm(q, self.q_norm, self.cfg.rms_norm_eps)
+            k = self.ops.rmsnorm(k, self.k_norm, self.cfg.rms_norm_eps)
         with self.label("attn.rope"):
             q = self.ops.rope(q.transpose(1, 2), cos, sin)
             k = self.ops.rope(k.transpose(1, 2), cos, sin)

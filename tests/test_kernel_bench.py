@@ -87,7 +87,7 @@ def test_llama_3_1_8b_shapes():
     cfg = get_preset("llama-3.1-8b")
     cases = {(c.phase, c.name): dict(c.dims) for c in kb.model_cases(cfg, 4, 8192)}
     assert set(n for _, n in cases) == {"linear.qkv", "linear.o", "linear.gate_up", "linear.down", "linear.lm_head",
-                                        "attention_prefill", "attention_decode", "rmsnorm", "rope.q", "swiglu"}
+                                        "attention_prefill", "attention_decode", "rmsnorm", "rope.qk", "swiglu"}
     pre, dec = "prefill", "decode"
     # Fused QKV: (32 + 2·8)·128 = 6144 outputs; gate/up 2·14336; prefill M = batch × context.
     assert cases[(pre, "linear.qkv")] == {"m": 4 * 8192, "n": 6144, "k": 4096, "bias": False}
@@ -98,7 +98,9 @@ def test_llama_3_1_8b_shapes():
     assert cases[(dec, "attention_decode")] == {"b": 4, "hq": 32, "hkv": 8, "d": 128, "kv_len": 8192, "window": None}
     assert cases[(pre, "attention_prefill")]["t"] == cases[(pre, "attention_prefill")]["s"] == 8192
     assert (pre, "attention_decode") not in cases and (dec, "attention_prefill") not in cases
-    assert cases[(dec, "rope.q")] == {"b": 4, "h": 32, "t": 1, "d": 128}
+    assert cases[(dec, "rope.qk")] == {"b": 4, "h": 32 + 8, "t": 1, "d": 128}  # q and k heads in one call
+    qwen3 = {c.name: dict(c.dims) for c in kb.model_cases(get_preset("qwen3-8b"), 1, 64) if c.phase == dec}
+    assert qwen3["rope.q"]["h"] == 32 and qwen3["rope.k"]["h"] == 8  # after q/k RMSNorm: one call each
     assert cases[(dec, "swiglu")] == {"rows": 4, "f": 14336}
 
 
