@@ -294,6 +294,26 @@ def wall_clock_warnings(step_times_s: Sequence[float], decode_wall_s: float) -> 
     return []
 
 
+# Relative interquartile range of the decode step times above which a run says its TPOT is uncertain.
+_NOISY_STEP_SPREAD = 0.25
+
+
+def step_spread_warnings(step_times_s: Sequence[float]) -> list[str]:
+    """A warning when the decode steps disagree: relative IQR ((p75 − p25) ÷ median) above 25 %, the
+    mark of contention from other processes (KV-cache growth widens it too, over a long generation)."""
+    import statistics
+
+    if len(step_times_s) < 4:
+        return []
+    q1, median, q3 = statistics.quantiles(step_times_s, n=4, method="inclusive")
+    spread = (q3 - q1) / median if median > 0 else 0.0
+    if spread <= _NOISY_STEP_SPREAD:
+        return []
+    return [f"the decode step times vary widely (relative IQR {100 * spread:.0f} %): TPOT is uncertain; other "
+            "processes competing for the device are the usual cause (a long generation's growing KV cache "
+            "widens it too)"]
+
+
 def energy_fields(m, batch_size: int) -> dict:
     """GPU energy over the decode steps (NVML counter delta) per output token; None where unavailable."""
     mon = m.gpu_monitor or {}
@@ -356,6 +376,7 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     record.update(energy_fields(m, spec.batch_size))
     record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
                           + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n)
-                          + wall_clock_warnings(m.step_times_s, m.decode_wall_s))
+                          + wall_clock_warnings(m.step_times_s, m.decode_wall_s)
+                          + step_spread_warnings(m.step_times_s))
     record["env"] = env
     return record

@@ -11,15 +11,17 @@ def _effective(utilization: float, source: str) -> dict:
                           "usd_per_mtok_output_effective": 2.0, "overhead_ratio": 1.0 / utilization}}
 
 
-def test_utilization_is_named_only_when_set_or_from_the_tco_model():
-    (label, _), = _cost_model_rows(_effective(1.0, "--utilization"))  # the default: full use, nothing to say
-    assert "utiliz" not in label and "per-second billing" in label
+def test_effective_cost_row_only_when_it_differs_and_utilization_named_only_when_set():
+    assert _cost_model_rows(_effective(1.0, "--utilization")) == []  # the defaults change nothing: no row
+    hourly = _effective(1.0, "--utilization")
+    hourly["effective"].update(billing="hour", overhead_ratio=1.2)
+    (label, value), = _cost_model_rows(hourly)
+    assert "utiliz" not in label and "per-hour billing" in label and "1.2× peak" in value
     (label, _), = _cost_model_rows(_effective(0.5, "--utilization"))
     assert "utilization 0.5 from --utilization" in label
     (label, _), = _cost_model_rows(_effective(0.7, "TCO model (--tco-param utilization)"))
     assert "utilization 0.7 from TCO model" in label
-    (label, _), = _cost_model_rows(_effective(1.0, "TCO model (--tco-param utilization)"))
-    assert "utilization 1 from TCO model" in label
+    assert _cost_model_rows(_effective(1.0, "TCO model (--tco-param utilization)")) == []
 
 
 def _run(repeat: int, tpot_s: float) -> dict:
@@ -37,3 +39,11 @@ def test_sweep_noise_warning_has_the_prefix_of_every_warning(capsys):
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert lines and all(line.startswith("tokencost: warning: batch 1, context 8: ") for line in lines)
     assert "warning" not in captured.out
+
+
+def test_run_title_names_op_overrides():
+    from tokencost.cli.render import backend_label
+
+    r = {"backend": "torch", "ops": {"linear": "torch", "swiglu": "mine"}}
+    assert backend_label(r) == "backend torch, swiglu=mine"
+    assert backend_label({"backend": "triton", "ops": {"linear": "triton"}}) == "backend triton"

@@ -93,3 +93,12 @@ def test_a_run_record_carries_the_wall_clock_check(tmp_path):
     r = run_point(spec, bandwidth_bytes_per_s=1e10, bandwidth_source="test")
     assert sum(r["step_times_s"]) <= r["decode_wall_s"] * 1.02 + 1e-4
     assert not any("not trustworthy" in w for w in r["warnings"])
+
+
+def test_widely_varying_decode_steps_are_flagged():
+    from profiler.runner import step_spread_warnings
+
+    assert step_spread_warnings([0.010, 0.0101, 0.0099, 0.0102, 0.010]) == []
+    (w,) = step_spread_warnings([0.010, 0.030, 0.011, 0.045, 0.010, 0.012, 0.040])
+    assert "vary widely" in w
+    assert step_spread_warnings([0.01, 0.5, 0.01]) == []  # too few steps to judge

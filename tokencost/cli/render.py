@@ -25,7 +25,7 @@ def _fmt(value, unit: str = "", digits: int = 3) -> str:
 
 def print_run_table(r: dict) -> None:
     """One measured point: latency, throughput, roofline and cost."""
-    table = Table(title=f"{r['model']} on {r['device_name']} ({r['device']}, {r['dtype']}, backend {r['backend']})")
+    table = Table(title=f"{r['model']} on {r['device_name']} ({r['device']}, {r['dtype']}, {backend_label(r)})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -40,14 +40,23 @@ def print_run_table(r: dict) -> None:
         (f"roofline ({r.get('roofline_bound', 'bandwidth')} bound)", _fmt(r["roofline_output_tok_per_s"], " tok/s")),
         ("MBU", _fmt(r["mbu"] * 100, " %")),
         ("energy per output token (decode)", _energy(r)),
-        ("price", f"${r['usd_per_hour']:.4g}/h ({r['price_source']})" if r.get("usd_per_hour") else "n/a"),
+        ("price", f"${r['usd_per_hour']:.4g}/h (source below)" if r.get("usd_per_hour") else "n/a"),
         ("$/Mtok output", _fmt(r.get("usd_per_mtok_output"), "", 4)),
         ("$/Mtok input", _fmt(r.get("usd_per_mtok_input"), "", 4)),
     ]
     rows += _cost_model_rows(r)
     for name, value in rows:
         table.add_row(name, value)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if r.get("usd_per_hour"):
+        console.print(f"price source: {r['price_source']}", highlight=False, markup=False)
+
+
+def backend_label(r: dict) -> str:
+    """"backend torch", plus the ops that run another variant: "backend torch, swiglu=mine"."""
+    others = [f"{op}={b}" for op, b in (r.get("ops") or {}).items() if b != r["backend"]]
+    return ", ".join([f"backend {r['backend']}", *others])
 
 
 def _energy(r: dict) -> str:
@@ -63,11 +72,14 @@ def _cost_model_rows(r: dict) -> list[tuple[str, str]]:
     rows = []
     if r.get("request_usd_per_mtok_blended") is not None:
         w_in, w_out = r["blend_input_output"]
+        rows.append(("$/Mtok per request in / out (prefill share; gen-len − 1 decode steps)",
+                     f"{_fmt(r.get('request_usd_per_mtok_input'), '', 4)} / "
+                     f"{_fmt(r.get('request_usd_per_mtok_output'), '', 4)}"))
         rows.append((f"$/Mtok per request, blended {w_in:g}:{w_out:g}", _fmt(r["request_usd_per_mtok_blended"], "", 4)))
     eff = r.get("effective")
-    if eff:
+    if eff and abs(eff["overhead_ratio"] - 1) > 1e-3:  # shown only when the options change the figure
         rows.append((f"effective $/Mtok out ({_utilization_note(eff)}per-{eff['billing']} billing)",
-                     f"{eff['usd_per_mtok_output_effective']:.4g} ({eff['overhead_ratio']:.3g}× peak)"))
+                     f"{eff['usd_per_mtok_output_effective']:.4g} ({_fmt(float(eff['overhead_ratio']))}× peak)"))
     be = r.get("breakeven")
     if be:
         verdict = "breaks even" if be["breaks_even"] else "never breaks even"
