@@ -47,3 +47,11 @@ def test_run_title_names_op_overrides():
     r = {"backend": "torch", "ops": {"linear": "torch", "swiglu": "mine"}}
     assert backend_label(r) == "backend torch, swiglu=mine"
     assert backend_label({"backend": "triton", "ops": {"linear": "triton"}}) == "backend triton"
+
+
+def test_sweep_shows_each_points_record_warnings_once(capsys):
+    runs = [{**_run(i, 0.037), "warnings": ["MBU 1% is below 20%", f"only {i} steps" if i else "MBU 1% is below 20%"]}
+            for i in range(2)]
+    print_sweep_table(summarize_sweep(runs))
+    err = capsys.readouterr().err
+    assert err.count("MBU 1% is below 20%") == 1 and "only 1 steps" in err

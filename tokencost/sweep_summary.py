@@ -83,6 +83,7 @@ def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, 
       shown beside them: $/Mtok is not linear in tok/s); None without a price or throughput;
     - ``output_tok_per_s_ci95`` and ``usd_per_mtok_output_ci95`` from 2 repeats on
       (``tokencost.stats.confidence_interval``, carried into dollars by ``usd_per_mtok_interval``);
+    - ``record_warnings``: the warnings the repeats' records carry, each once;
     - ``repeats``, ``usd_per_hour``, ``price_source``, and ``warnings`` (spread above
       ``spread_threshold``, an interval reaching zero, repeats priced differently: the callers group
       by :data:`PRICE_KEYS` as well, so that last one only reaches a direct caller).
@@ -109,6 +110,8 @@ def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, 
     if len({r.get("usd_per_hour") for r in runs}) > 1:
         warnings.append("repeats carry different prices; the first repeat's price is used")
     pooled["warnings"] = warnings
+    # The measurement's own warnings (busy CPU, MBU far below the roofline, few steps...), once each.
+    pooled["record_warnings"] = list(dict.fromkeys(w for r in runs for w in r.get("warnings") or []))
     return pooled
 
 

@@ -119,7 +119,7 @@ def print_sweep_table(summary: dict) -> None:
     for s in summary["skipped"]:
         console.print(f"skipped: batch {s['batch_size']}, context {s['prompt_len']}: {s['skip_reason']}")
     for p in summary["points"]:
-        for w in p["warnings"]:  # on stderr with the prefix of every other warning
+        for w in [*p["warnings"], *p.get("record_warnings", [])]:  # on stderr, prefixed as every warning
             print(f"tokencost: warning: batch {p['batch_size']}, context {p['prompt_len']}: {w}", file=sys.stderr)
     for f in summary["frontiers"]:
         t = f.get("at_target")
