@@ -188,3 +188,10 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"tokencost {version('tokencost')}"
+
+
+def test_a_plugin_named_like_a_file_here_gets_a_hint(tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_local_variants.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert "--plugin ./my_local_variants.py" in cli_error(capsys, ["run", "--plugin", "my_local_variants"])

@@ -141,3 +141,11 @@ def test_whatif_imports_no_torch():
     code = "import sys, tokencost.whatif; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_op_names_stand_for_their_classes():
+    from tokencost.whatif import parse_speedups
+
+    assert parse_speedups(["linear=1.5", "rmsnorm=2"]) == {"matmul": 1.5, "norm": 2.0}
+    with pytest.raises(CostError, match="twice"):
+        parse_speedups(["linear=1.5", "matmul=2"])

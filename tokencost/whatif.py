@@ -76,9 +76,15 @@ def _factor(name: str, value) -> Speedup:
     return float(value)
 
 
+# The op names of the decode loop's registry (profiler/backends.py), accepted for the class they fall in.
+OP_NAME_CLASSES: dict[str, str] = {"linear": "matmul", "attention_decode": "attention",
+                                   "attention_prefill": "attention", "rmsnorm": "norm", "swiglu": "activation"}
+
+
 def parse_speedup(text: str) -> tuple[str, Speedup]:
     """``"attention=2"`` -> ``("attention", 2.0)``; ``"matmul=roofline"`` -> ``("matmul", "roofline")``;
-    a row of a class (``"matmul.lm_head=2"``) is accepted too.
+    a row of a class (``"matmul.lm_head=2"``) is accepted too, and an op name stands for its class
+    (``"linear=2"`` -> ``("matmul", 2.0)``, :data:`OP_NAME_CLASSES`).
 
     Raises:
         CostError: no ``=``, an unknown class, or a factor that is neither a finite number > 0 nor
@@ -88,11 +94,13 @@ def parse_speedup(text: str) -> tuple[str, Speedup]:
         raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), "
                         f"got {text!r}")
     name, value = (part.strip() for part in text.split("=", 1))
+    name = OP_NAME_CLASSES.get(name, name)
     return _check_name(name), _factor(name, value)
 
 
 def parse_speedups(items: Iterable[str]) -> dict[str, Speedup]:
-    """Parse repeated ``CLASS=FACTOR`` options; a name given twice is an error (no silent last-wins)."""
+    """Parse repeated ``CLASS=FACTOR`` options (:func:`parse_speedup`); a class given twice is an error
+    (no silent last-wins)."""
     out: dict[str, Speedup] = {}
     for item in items:
         name, factor = parse_speedup(item)

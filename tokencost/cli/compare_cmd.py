@@ -179,7 +179,7 @@ def _value_text(value, scale: float, unit: str) -> str:
 def _diff_text(d: dict) -> str:
     if d["ratio"] is None:
         return "n/a"
-    return f"×{d['ratio']:.3f} ({d['pct_change']:+.1f} %, {d['verdict']})"
+    return f"×{d['ratio']:.3g} ({d['pct_change']:+.1f} %, {d['verdict']})"
 
 
 def print_compare_table(payload: dict) -> None:
@@ -208,10 +208,12 @@ def print_compare_table(payload: dict) -> None:
                   highlight=False, markup=False)
     for r in records[1:]:
         noise = payload["differences"][r["backend"]]["tpot_s"]["noise_pct"]
-        basis = (f"beyond the decode step-time noise ({noise:.1f} %, the larger relative IQR of the steps)"
-                 if noise is not None else f"needs >= {_MIN_STEPS_FOR_VERDICT} decode steps per backend")
-        console.print(f"{r['backend']} vs {base}: better/worse only {basis}; TTFT and prefill rest on one "
-                      "prefill each", highlight=False, markup=False)
+        verdicts = (f"better/worse only beyond the decode step-time noise ({noise:.1f} %, the larger relative "
+                    "IQR of the steps)" if noise is not None else
+                    f"no better/worse verdict: it needs >= {_MIN_STEPS_FOR_VERDICT} decode steps per backend "
+                    f"(--gen-len >= {_MIN_STEPS_FOR_VERDICT + 1})")
+        console.print(f"{r['backend']} vs {base}: {verdicts}; TTFT and prefill rest on one prefill each",
+                      highlight=False, markup=False)
     for r in records:
         ops = ", ".join(f"{op}={b}" for op, b in r["ops"].items())
         console.print(f"{r['backend']}: ops {ops}", highlight=False, markup=False)

@@ -55,7 +55,9 @@ def load_plugin(name: str):
     try:
         module = _from_path(path) if name.endswith(".py") else importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        raise ValueError(f"--plugin {name}: cannot import it ({exc})") from None
+        hint = (f"; a file {name}.py is here: pass its path (--plugin ./{name}.py) or add its folder to PYTHONPATH"
+                if Path(f"{name}.py").is_file() else "; give a .py path or a module on PYTHONPATH")
+        raise ValueError(f"--plugin {name}: cannot import it ({exc}){hint}") from None
     except Exception as exc:  # noqa: BLE001 - any failure inside user code becomes a one-line error
         raise ValueError(f"--plugin {name}: importing it failed: {type(exc).__name__}: {exc}") from None
     except SystemExit as exc:  # a plugin calling sys.exit() would end tokencost silently
