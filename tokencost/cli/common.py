@@ -88,8 +88,8 @@ def key_value_list(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def add_price_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("price (default: the catalog's on-demand price for the detected device)")
+def add_price_args(parser: argparse.ArgumentParser, default_for: str = "the detected device") -> None:
+    g = parser.add_argument_group(f"price (default: the catalog's on-demand price for {default_for})")
     g.add_argument("--price-per-gpu-hour", type=positive_float, metavar="USD", help="$ per GPU-hour")
     g.add_argument("--price-per-instance-hour", type=positive_float, metavar="USD",
                    help="$ per instance-hour; needs --gpus-per-instance")

@@ -37,7 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        help="what the figure is per (per-node = all --gpus together)")
     claim.add_argument("--tokens", choices=("output", "total"), default="output",
                        help="which tokens it counts (total = input + output)")
-    add_price_args(p)
+    add_price_args(p, default_for="the claim's GPU")
     p.add_argument("--all", action="store_true", help="check every built-in (and --catalog) claim")
     p.add_argument("--measure", action="store_true", help="also run the claim's setup on the local GPU")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -223,11 +223,14 @@ def with_unverified_note(v):
     from tokencost.hardware import lookup_gpu, unverified_note
 
     spec = lookup_gpu(v.claim.gpu)
-    if spec is None or v.status not in ("possible", "low", "impossible"):
+    if spec is None or v.status not in _BOUNDED:
         return v
     used = ["memory_gb"] + (["bandwidth_tb_s", v.bound.peak_column] if v.bound is not None else [])
     note = unverified_note(spec, used)
     return v if note is None else dataclasses.replace(v, notes=v.notes + (note,))
+
+
+_BOUNDED = ("possible", "low", "impossible")  # the verdicts that come with a roofline bound
 
 
 def _detail_table(v):
@@ -240,9 +243,10 @@ def _detail_table(v):
             ("verdict", f"{v.status}: {v.reason}")]
     if b is not None:
         rows += [("bytes per output token", f"{b.bytes_per_output_token / 1e9:,.4g} GB"),
-                 ("FLOPs per output token", f"{b.flops_per_output_token / 1e9:,.2f} GFLOP"),
-                 ("bandwidth / compute time", f"{b.bandwidth_time_s:.4g} s / {b.compute_time_s:.4g} s "
-                                              f"(peak column {b.peak_column})")]
+                 ("FLOPs per output token", f"{b.flops_per_output_token / 1e9:,.2f} GFLOP"
+                                            + (" (prefill included, spread over the output)" if c.output_len else "")),
+                 (f"bandwidth / compute time over {b.decode_steps} decode step(s)",
+                  f"{b.bandwidth_time_s:.4g} s / {b.compute_time_s:.4g} s (peak column {b.peak_column})")]
     rows += [("price", f"${_fmt(v.usd_per_gpu_hour, '.4g')}/GPU-h ({v.price_source})" if v.usd_per_gpu_hour
               else "n/a (no catalog price for this GPU; give --price-per-gpu-hour or --price-from)"),
              ("$/Mtok (claimed tokens)", _fmt(v.usd_per_mtok_claimed_tokens, ".4g")),
@@ -281,9 +285,11 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         console.print(_summary_table(verdicts))
         for v in verdicts:
+            if v.status not in _BOUNDED:  # no bound, so the table shows n/a: say why, once per claim
+                console.print(f"{v.status} ({v.claim.claim_id}): {v.reason}", highlight=False, markup=False)
             for note in v.notes:
                 if "unverified" in note:
-                    console.print(f"note ({v.claim.claim_id}): {note}")
+                    console.print(f"note ({v.claim.claim_id}): {note}", highlight=False, markup=False)
     else:
         console.print(_detail_table(verdicts[0]))
     if measured is not None:
