@@ -1,31 +1,37 @@
 """Split-KV flash-decoding over a static KV cache: one new query token per sequence.
 
 Flash-decoding (Dao, Haziza, Massa, Sizov, "Flash-Decoding for long-context inference", Oct 2023;
-kernels.md 1.3) in two kernels:
+kernels.md 1.3) in one or two kernels:
 
 1. ``_decode_split_kernel``, grid (B x Hkv, num_splits): program (b, kv head, s) reads keys
    [s x SPLIT_LEN, (s + 1) x SPLIT_LEN) of sequence b, clipped to its valid prefix ``seq_lens[b]``
-   (and to the sliding window), and writes, for every query head of the KV head's GQA group, the
-   normalised partial output and its log-sum-exp (base 2) in fp32. A split past the sequence's end
-   reads nothing and writes LSE = -inf. The query heads sharing a KV head form the M dimension of
-   ``tl.dot``, padded to >= 16 rows (FlashInfer/sglang's tensor-core GQA decode, kernels.md 1.4-1.5),
-   so each K/V tile is loaded once per group.
-2. ``_decode_combine_kernel``, grid (B x Hq,): rescales the partials by exp2(lse_s - max lse) and
-   sums them.
+   (and to the sliding window), for every query head of the KV head's GQA group. The query heads
+   sharing a KV head form the M dimension of ``tl.dot``, padded to >= 16 rows (FlashInfer/sglang's
+   tensor-core GQA decode, kernels.md 1.4-1.5), so each K/V tile is loaded once per group. With one
+   split the program normalises and writes the output itself; with several it writes the
+   normalised partial output and its log-sum-exp (base 2) in fp32, and a split past the sequence's
+   end reads nothing and writes LSE = -inf.
+2. ``_decode_combine_kernel`` (several splits only), grid (B x Hq,): rescales the partials by
+   exp2(lse_s - max lse) and sums them.
 
-``num_splits`` depends only on shapes and the SM count, never on the values in ``seq_lens``, so one
-launch configuration serves every decode step and can be captured in a CUDA graph. On a GPU pass 1 is
-autotuned on its first call for a batch size and cache allocation: warm up before capture
-(kernels.md 2.5).
+``num_splits`` (:func:`choose_num_splits`) depends only on shapes and the SM count, never on the
+values in ``seq_lens``, so one launch configuration serves every decode step and can be captured in a
+CUDA graph. On a GPU pass 1 is autotuned on its first call for a batch size and cache allocation:
+warm up before capture (kernels.md 2.5).
 
-An eager decode loop passes a cache view that grows by one position per step. Nothing that changes
-with that length may trigger a recompile or a new autotune inside a timed step, so: ``S_MAX`` and
-``NUM_SPLITS`` are not specialised (Triton would otherwise compile a new variant whenever the value
-becomes divisible by 16, kernels.md 2.5), the combine pass walks the splits in fixed 16-wide chunks
-instead of a power-of-two block sized to ``num_splits``, and the autotune key is the batch size and
-the cache's head stride (its allocated length), not the current length. ``SPLIT_LEN`` is always a
-multiple of 16, so its specialisation never changes. ``benchmarks/compile_check.py`` and
-tests/test_compile_check.py check this with the GPU compiler.
+An eager decode loop passes a cache view that grows by one position per step, so ``S_max`` and with
+it ``num_splits`` change between steps. Nothing that changes with that length may trigger a recompile
+or a new autotune inside a timed step, so: ``S_MAX`` and ``NUM_SPLITS`` are not specialised (Triton
+would otherwise compile a new variant whenever the value becomes 1 or divisible by 16, kernels.md
+2.5), and the one-split path is a branch on ``NUM_SPLITS`` at run time, not a compile-time constant;
+the partials are laid out split-major (``[splits, B, Hq, D]``), so no stride the kernels see depends
+on the split count; the combine pass walks the splits in fixed 16-wide chunks instead of a
+power-of-two block sized to ``num_splits``; the autotune key is the batch size and the cache's head
+stride (its allocated length), not the current length; and the first one-split call compiles the
+combine pass ahead (without launching it), so a run whose cache grows past the one-split limit
+compiles nothing when it gets there. ``SPLIT_LEN`` is always a multiple of 16, so its
+specialisation never changes. ``benchmarks/compile_check.py`` and tests/test_compile_check.py check
+this with the GPU compiler.
 """
 
 from __future__ import annotations
@@ -35,13 +41,24 @@ import triton
 import triton.language as tl
 
 from kernels._common import (autotune_or_fixed, cdiv, check_shape, check_tensor, dot_precision,
-                             next_power_of_2, output, sm_count)
+                             is_interpreter, next_power_of_2, output, sm_count)
 from kernels.attention_prefill import LOG2_E, check_attention_args
 
-# Each split covers at least 256 cached tokens: a split writes group x D x 4 bytes of partial output
-# and reads 2 x split_len x D x 2 bytes of K and V (16-bit), so at 256 tokens and a GQA group of 8
-# the partials add 8 / 256 = 3% to the traffic.
+# When is one split per (sequence, KV head) enough? Splitting costs the combine launch, about 2-3 us
+# even inside a CUDA graph on an H200 (the figure of the project's performance review), and saves
+# the part of the single program's stream that the other splits take over. One program streams about
+# 150-200 GB/s (an estimate, not measured yet: 2-4 pipeline stages of 32 KB K and V tiles in flight
+# over a ~0.6 us HBM round trip), so splitting pays only once a program would read more than about
+# 2.5 us x 200 GB/s = 512 KB of K and V: 1024 cached positions at head_dim 128 in 16-bit.
+_SINGLE_SPLIT_MAX_BYTES = 512 * 1024
+# Past that, each split covers at least 256 cached tokens: a split writes group x D x 4 bytes of
+# partial output and reads 2 x split_len x D x 2 bytes of K and V (16-bit), so at 256 tokens and a
+# GQA group of 8 the partials add 8 / 256 = 3% to the traffic. When B x Hkv is small (at most a
+# quarter of the SMs), 256-token splits could leave most SMs idle at contexts of a few thousand
+# tokens, so splits go down to 64 tokens there (12% extra traffic at a group of 8, on a GPU that
+# would otherwise idle).
 _MIN_SPLIT_TOKENS = 256
+_MIN_SPLIT_TOKENS_FEW_PROGRAMS = 64
 _MAX_SPLITS = 64
 _SPLIT_ALIGN = 16  # split boundaries on 16-token multiples
 _COMBINE_BLOCK_S = 16  # splits the combine pass reads at a time (a fixed size: no recompiles)
@@ -64,15 +81,20 @@ def _prune(configs, named_args, **kwargs):
     return [c for c in configs if c.kwargs["BLOCK_N"] * c.num_stages <= 192] or configs[:1]
 
 
-@triton.jit(do_not_specialize=["S_MAX"])
+# Arguments that change between eager decode steps and must not be specialised (module docstring).
+_GROWING_ARGS = ["S_MAX", "NUM_SPLITS"]
+
+
+@triton.jit(do_not_specialize=_GROWING_ARGS)
 def _decode_split_kernel(
-    q_ptr, k_ptr, v_ptr, seq_lens_ptr, part_ptr, lse_ptr,
+    q_ptr, k_ptr, v_ptr, seq_lens_ptr, part_ptr, lse_ptr, o_ptr,
     stride_qb, stride_qh, stride_qd,
     stride_kb, stride_kh, stride_ks, stride_kd,
     stride_vb, stride_vh, stride_vs, stride_vd,
-    stride_pb, stride_ph, stride_ps,
-    stride_lb, stride_lh,
-    H_KV, S_MAX, SPLIT_LEN, WINDOW, qk_scale, BATCH,
+    stride_ps, stride_pb, stride_ph,
+    stride_ls, stride_lb, stride_lh,
+    stride_ob, stride_oh, stride_od,
+    H_KV, S_MAX, SPLIT_LEN, NUM_SPLITS, WINDOW, qk_scale, BATCH,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -120,12 +142,17 @@ def _decode_split_kernel(
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
 
-    has_keys = l_i > 0.0  # False for an empty split (or a sequence of length 0)
+    has_keys = l_i > 0.0  # False for an empty split (or a sequence of length 0: a row of zeros)
     part = acc / tl.where(has_keys, l_i, 1.0)[:, None]
-    lse = tl.where(has_keys, m_i + tl.log2(tl.where(has_keys, l_i, 1.0)), float("-inf"))
-    part_ptrs = part_ptr + b * stride_pb + heads[:, None] * stride_ph + split * stride_ps + offs_d[None, :]
-    tl.store(part_ptrs, part, mask=h_mask[:, None])
-    tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=h_mask)
+    if NUM_SPLITS == 1:  # the whole sequence: this is the output (a run-time branch, see the docstring)
+        o_ptrs = o_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od
+        tl.store(o_ptrs, part.to(o_ptr.dtype.element_ty), mask=h_mask[:, None] & d_mask[None, :])
+    else:
+        lse = tl.where(has_keys, m_i + tl.log2(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+        s64 = split.to(tl.int64)
+        part_ptrs = part_ptr + s64 * stride_ps + b * stride_pb + heads[:, None] * stride_ph + offs_d[None, :]
+        tl.store(part_ptrs, part, mask=h_mask[:, None])
+        tl.store(lse_ptr + s64 * stride_ls + b * stride_lb + heads * stride_lh, lse, mask=h_mask)
 
 
 # Tuned per batch size (BATCH, otherwise unused by the kernel) and cache allocation (the head stride),
@@ -137,7 +164,7 @@ _decode_split = autotune_or_fixed(_CONFIGS, _FIXED, key=["BATCH", "stride_kh", "
 @triton.jit(do_not_specialize=["NUM_SPLITS"])
 def _decode_combine_kernel(
     part_ptr, lse_ptr, o_ptr,
-    stride_pb, stride_ph, stride_ps, stride_lb, stride_lh, stride_ob, stride_oh, stride_od,
+    stride_ps, stride_pb, stride_ph, stride_ls, stride_lb, stride_lh, stride_ob, stride_oh, stride_od,
     H_Q, NUM_SPLITS,
     HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -151,7 +178,9 @@ def _decode_combine_kernel(
     # Pass 1: the largest LSE over all splits, BLOCK_S at a time.
     m = tl.full((BLOCK_S,), float("-inf"), dtype=tl.float32)
     for s0 in tl.range(0, NUM_SPLITS, BLOCK_S):
-        lse = tl.load(lse_base + s0 + offs_s, mask=s0 + offs_s < NUM_SPLITS, other=float("-inf"))
+        splits = s0 + offs_s
+        lse = tl.load(lse_base + splits.to(tl.int64) * stride_ls, mask=splits < NUM_SPLITS,
+                      other=float("-inf"))
         m = tl.maximum(m, lse)
     m_all = tl.max(m, 0)
     m_all = tl.where(m_all == float("-inf"), 0.0, m_all)  # all splits empty (length 0): weights become 0
@@ -159,10 +188,12 @@ def _decode_combine_kernel(
     total = tl.zeros((BLOCK_S,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_S, BLOCK_D), dtype=tl.float32)
     for s0 in tl.range(0, NUM_SPLITS, BLOCK_S):
-        s_mask = s0 + offs_s < NUM_SPLITS
-        w = tl.exp2(tl.load(lse_base + s0 + offs_s, mask=s_mask, other=float("-inf")) - m_all)
-        parts = tl.load(part_base + (s0 + offs_s)[:, None] * stride_ps + offs_d[None, :], mask=s_mask[:, None],
-                        other=0.0)
+        splits = s0 + offs_s
+        s_mask = splits < NUM_SPLITS
+        lse = tl.load(lse_base + splits.to(tl.int64) * stride_ls, mask=s_mask, other=float("-inf"))
+        w = tl.exp2(lse - m_all)
+        parts = tl.load(part_base + splits.to(tl.int64)[:, None] * stride_ps + offs_d[None, :],
+                        mask=s_mask[:, None], other=0.0)
         total += w
         acc += parts * w[:, None]
     total_all = tl.sum(total, 0)
@@ -171,11 +202,34 @@ def _decode_combine_kernel(
              mask=offs_d < HEAD_DIM)
 
 
-def choose_num_splits(batch: int, kv_heads: int, s_max: int, num_sms: int) -> int:
-    """KV splits per sequence: enough programs for two per SM (B x Hkv x splits >= 2 x SMs), no
-    split shorter than 256 tokens, at most 64. Depends on shapes and SM count only."""
-    want = cdiv(2 * num_sms, batch * kv_heads)
-    return max(1, min(want, s_max // _MIN_SPLIT_TOKENS, _MAX_SPLITS))
+def choose_num_splits(batch: int, kv_heads: int, s_max: int, num_sms: int, head_dim: int,
+                      elem_bytes: int) -> int:
+    """KV splits per sequence for a cache of ``s_max`` positions; depends on shapes and the SM count
+    only, so it is stable across the steps of a CUDA graph.
+
+    1 (one kernel, no combine launch) when ``batch x kv_heads`` programs already give every SM one,
+    or when one program's K and V stream (``s_max x 2 x head_dim x elem_bytes`` bytes) is at most
+    512 KB, below which the combine launch costs about what splitting saves (see
+    ``_SINGLE_SPLIT_MAX_BYTES``). Otherwise enough splits for two programs per SM, none shorter than
+    256 tokens (64 when ``batch x kv_heads`` is at most a quarter of the SM count), at most 64.
+    Never decreases as ``s_max`` grows.
+
+    Llama-3.1-8b (8 KV heads, head_dim 128, bf16) on 132 SMs: 1 split at batch 1 up to 1024
+    positions, then 16-33; 1 split from batch 17 on.
+
+    Args:
+        batch, kv_heads: B and Hkv of the cache; s_max: its positions; num_sms: the GPU's SMs;
+        head_dim: D; elem_bytes: bytes per cached K or V value (2 for float16/bfloat16).
+
+    Returns:
+        splits per (sequence, KV head), 1 to 64.
+    """
+    programs = batch * kv_heads
+    if programs >= num_sms or s_max * 2 * head_dim * elem_bytes <= _SINGLE_SPLIT_MAX_BYTES:
+        return 1
+    min_len = _MIN_SPLIT_TOKENS_FEW_PROGRAMS if 4 * programs <= num_sms else _MIN_SPLIT_TOKENS
+    want = cdiv(2 * num_sms, programs)
+    return max(1, min(want, s_max // min_len, _MAX_SPLITS))
 
 
 def _check_seq_lens(seq_lens: torch.Tensor, batch: int, s_max: int, device: torch.device) -> None:
@@ -202,8 +256,9 @@ def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
             the query being the token at position seq_lens[b] - 1 (bottom-right alignment).
         scale: softmax scale, default 1 / sqrt(D).
         window: sliding window w >= 1: keys j > seq_lens[b] - 1 - w only.
-        num_splits: KV splits per sequence; None lets :func:`choose_num_splits` decide from B, Hkv,
-            S_max and the SM count (never from the values in seq_lens, so CUDA-graph capture works).
+        num_splits: KV splits per sequence (1: one kernel launch, no combine pass); None lets
+            :func:`choose_num_splits` decide from B, Hkv, S_max, D, the dtype and the SM count (never
+            from the values in seq_lens, so CUDA-graph capture works).
         out: optional [B, Hq, D] output of q's dtype (any strides).
 
     ``seq_lens`` must lie in [1, S_max]. A CPU ``seq_lens`` (the interpreter) is checked here; a CUDA one
@@ -227,26 +282,56 @@ def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         raise ValueError("k_cache has no positions (S_max = 0)")
     _check_seq_lens(seq_lens, B, S_max, device)
     if num_splits is None:
-        num_splits = choose_num_splits(B, Hkv, S_max, sm_count(device))
+        num_splits = choose_num_splits(B, Hkv, S_max, sm_count(device), D, q.element_size())
     if not isinstance(num_splits, int) or num_splits < 1:
         raise ValueError(f"num_splits must be a positive int, got {num_splits!r}")
     split_len = cdiv(cdiv(S_max, num_splits), _SPLIT_ALIGN) * _SPLIT_ALIGN
     o = output("out", out, (B, Hq, D), q.dtype, device)
     group = Hq // Hkv
     block_d = max(16, next_power_of_2(D))
-    part = torch.empty((B, Hq, num_splits, block_d), dtype=torch.float32, device=device)
-    lse = torch.empty((B, Hq, num_splits), dtype=torch.float32, device=device)
+    # Split-major partials: their strides do not depend on num_splits (see the module docstring). With
+    # one split they are never written, but passing the same kind of tensor keeps one kernel variant.
+    part = torch.empty((num_splits, B, Hq, block_d), dtype=torch.float32, device=device)
+    lse = torch.empty((num_splits, B, Hq), dtype=torch.float32, device=device)
     sm_scale = D ** -0.5 if scale is None else float(scale)
 
     _decode_split[(B * Hkv, num_splits)](
-        q, k_cache, v_cache, seq_lens, part, lse,
-        *q.stride(), *k_cache.stride(), *v_cache.stride(), *part.stride()[:3], *lse.stride()[:2],
-        Hkv, S_max, split_len, window or 0, sm_scale * LOG2_E, B,
+        q, k_cache, v_cache, seq_lens, part, lse, o,
+        *q.stride(), *k_cache.stride(), *v_cache.stride(), *part.stride()[:3], *lse.stride(), *o.stride(),
+        Hkv, S_max, split_len, num_splits, window or 0, sm_scale * LOG2_E, B,
         GROUP=group, HEAD_DIM=D, HAS_WINDOW=window is not None, DOT_PRECISION=dot_precision(q.dtype),
         BLOCK_H=max(16, next_power_of_2(group)), BLOCK_D=block_d,
     )
-    _decode_combine_kernel[(B * Hq,)](
-        part, lse, o, *part.stride()[:3], *lse.stride()[:2], *o.stride(),
-        Hq, num_splits, HEAD_DIM=D, BLOCK_S=_COMBINE_BLOCK_S, BLOCK_D=block_d,
-    )
+    combine_args = (part, lse, o, *part.stride()[:3], *lse.stride(), *o.stride(), Hq, num_splits)
+    combine_meta = {"HEAD_DIM": D, "BLOCK_S": _COMBINE_BLOCK_S, "BLOCK_D": block_d}
+    if num_splits > 1:
+        _decode_combine_kernel[(B * Hq,)](*combine_args, **combine_meta)
+    else:
+        _compile_combine_ahead(combine_args, combine_meta)
     return o
+
+
+# Signatures of the combine pass already compiled ahead by _compile_combine_ahead (this process).
+_combine_ready: set[tuple] = set()
+
+
+def _compile_combine_ahead(args: tuple, meta: dict) -> None:
+    """Compile (and load) the combine pass for these arguments without launching it, once per
+    signature, so that an eager run whose cache view grows from one split to several does not compile
+    it inside a timed step. Nothing to do under the interpreter. The key holds everything Triton
+    specialises the combine pass on: the output's dtype, strides and 16-byte alignment, the batch and
+    head counts (the partials' strides follow from them and ``BLOCK_D``) and the head dim; the split
+    count is not specialised."""
+    if is_interpreter():
+        return
+    part, _, o = args[:3]
+    key = (o.device, o.dtype, o.stride(), o.data_ptr() % 16 == 0, tuple(part.shape[1:]),
+           meta["HEAD_DIM"])
+    if key in _combine_ready:
+        return
+    kernel = _decode_combine_kernel.warmup(*args, grid=(1,), **meta)
+    # Load the module too: Triton loads it lazily, on the first launch (private, present in 3.6-3.9).
+    load = getattr(kernel, "_init_handles", None)
+    if load is not None:
+        load()
+    _combine_ready.add(key)

@@ -9,8 +9,11 @@ fp32 statistics, so 2x is used for both.
 Shapes cover odd lengths (1, 7, 97, 113), S > T (bottom-right alignment), GQA ratios 1, 4 and 7 with
 one and with several KV heads (a query head reading the wrong KV head fails only when there are
 several), head_dim 64, 96 (padded to 128), 128 and 256, sliding windows, strided views, and decode
-batches with mixed sequence lengths and more splits than needed. Outputs are pre-filled with NaN.
+batches with mixed sequence lengths, one split (the split kernel writes the output, no combine pass)
+and more splits than needed. Outputs are pre-filled with NaN.
 """
+
+import importlib
 
 import pytest
 import torch
@@ -18,12 +21,14 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
 from kernels import attention_decode, attention_prefill, is_interpreter
+from kernels._common import sm_count
 from kernels.attention_decode import choose_num_splits
 from kernels.reference import attention_decode_ref, attention_prefill_ref
 from tests.conftest import gpu
 from tests.tolerance import check_kernel
 
 DEVICE = "cpu" if is_interpreter() else "cuda"
+decode_mod = importlib.import_module("kernels.attention_decode")
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 
 
@@ -93,9 +98,13 @@ def _decode_inputs(B, Hq, Hkv, S_max, D, dtype, seed=0):
     return q, k, v
 
 
-# (Hq, Hkv, S_max, seq_lens, D, window, num_splits)
+# (Hq, Hkv, S_max, seq_lens, D, window, num_splits). num_splits 1: the split kernel writes the output
+# itself (no combine pass); None: the launcher's choice, which is 1 for these small caches.
 DECODE_CASES = [
     (2, 2, 64, [1, 64, 33], 64, None, None),  # MHA, mixed lengths, launcher's choice of splits
+    (7, 1, 113, [113, 5, 60], 96, None, 1),  # one split: GQA 7, head_dim 96, mixed lengths
+    (8, 2, 150, [150, 60, 7], 64, 17, 1),  # one split with a sliding window
+    (2, 2, 40, [40], 256, None, 1),  # one split at head_dim 256
     (4, 1, 200, [1, 97, 200], 96, None, 3),  # GQA 4, head_dim 96, splits past short sequences
     (7, 1, 113, [113, 5], 128, None, 8),  # GQA 7, more splits than 16-token chunks of some sequences
     (8, 2, 150, [150, 60, 7], 64, 17, 4),  # sliding window
@@ -151,15 +160,122 @@ def test_decode_split_count_only_changes_rounding():
         torch.testing.assert_close(split, one, rtol=1e-5, atol=1e-5)
 
 
-def test_choose_num_splits():
-    # Llama-3-8B decode on 132 SMs: 8 KV heads, batch 1, 8k cache -> many splits, none below 256 tokens
-    n = choose_num_splits(1, 8, 8192, 132)
-    assert 1 < n <= 64 and 8192 // n >= 256
-    assert 8 * n >= 2 * 132 or n == 8192 // 256  # two programs per SM unless splits would get too short
-    assert choose_num_splits(1, 8, 1 << 16, 132) == 33  # long cache: exactly enough for 2 x 132 programs
-    assert choose_num_splits(64, 8, 8192, 132) == 1  # 512 programs already fill the GPU
-    assert choose_num_splits(1, 8, 300, 132) == 1  # too short to split
-    assert choose_num_splits(1, 1, 1 << 20, 132) == 64
+H100_SMS = 132
+
+
+def test_choose_num_splits_for_llama_8b():
+    """llama-3.1-8b: 8 KV heads, head_dim 128, bf16 (2 bytes), on a 132-SM GPU."""
+    def splits(batch, s_max):
+        return choose_num_splits(batch, 8, s_max, H100_SMS, 128, 2)
+
+    assert splits(1, 544) == 1  # prompt 512 + 32 tokens: one kernel, no combine launch
+    assert splits(1, 1024) == 1  # 1024 x 2 x 128 x 2 bytes = 512 KB per program: the limit
+    assert splits(1, 1025) == 16  # past it: 64-token splits (8 programs is few), 1025 // 64
+    assert splits(1, 8192) == 33  # 8 x 33 = 264 programs: two per SM
+    assert splits(4, 2048) == 9  # 32 programs: cdiv(264, 32)
+    assert splits(16, 8192) == 3  # 128 programs: 256-token minimum, cdiv(264, 128)
+    for batch in (17, 32, 64):  # >= 132 programs already: one split at any length
+        assert splits(batch, 8192) == 1 and splits(batch, 1 << 17) == 1
+
+
+def test_choose_num_splits_bounds():
+    assert choose_num_splits(1, 1, 1 << 20, H100_SMS, 128, 2) == 64  # at most 64
+    assert choose_num_splits(1, 8, 2048, H100_SMS, 64, 2) == 1  # head_dim 64: 2048 x 256 B = 512 KB
+    assert choose_num_splits(1, 8, 513, H100_SMS, 128, 4) == 8  # fp32: 513 x 1 KB > 512 KB
+    assert choose_num_splits(1, 8, 1 << 16, H100_SMS, 128, 2) == 33
+    assert choose_num_splits(2, 1, 4000, 4, 64, 4) == 4  # the interpreter's 4 SMs: cdiv(8, 2)
+    for batch, kv_heads, d, elem in ((1, 8, 128, 2), (2, 8, 128, 2), (8, 8, 128, 2), (16, 8, 128, 2),
+                                     (1, 1, 64, 2), (3, 2, 256, 4)):
+        programs = batch * kv_heads
+        min_len = 64 if 4 * programs <= H100_SMS else 256
+        last = 1
+        for s_max in range(1, 20000, 37):
+            n = choose_num_splits(batch, kv_heads, s_max, H100_SMS, d, elem)
+            assert last <= n <= 64  # never decreases as an eager run's cache grows
+            if n > 1:
+                assert s_max // n >= min_len and programs * (n - 1) < 2 * H100_SMS
+                assert s_max * 2 * d * elem > 512 * 1024
+            last = n
+
+
+class _Recorder:
+    """Stands in for a module-level Triton kernel (or an autotuned one): records the arguments of
+    each launch and launches nothing, or counts launches and launches the real kernel."""
+
+    def __init__(self, kernel=None):
+        self.kernel, self.calls = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.calls.append((grid, args, kwargs))
+            if self.kernel is not None:
+                return self.kernel[grid](*args, **kwargs)
+            return None
+        return launch
+
+
+@pytest.mark.parametrize("num_splits", [None, 1, 4])
+def test_combine_pass_is_launched_only_for_several_splits(monkeypatch, num_splits):
+    combine = _Recorder(decode_mod._decode_combine_kernel)
+    monkeypatch.setattr(decode_mod, "_decode_combine_kernel", combine)
+    q, k, v = _decode_inputs(2, 4, 2, 150, 64, torch.float16)
+    lens = torch.tensor([150, 61], dtype=torch.int32, device=DEVICE)
+    out = torch.full((2, 4, 64), float("nan"), dtype=torch.float16, device=DEVICE)
+    attention_decode(q, k, v, lens, num_splits=num_splits, out=out)
+    check_kernel(out, attention_decode_ref(q.double(), k.double(), v.double(), lens),
+                 attention_decode_ref(q, k, v, lens, upcast=False))
+    chosen = num_splits or choose_num_splits(2, 2, 150, sm_count(q.device), 64, 2)
+    assert len(combine.calls) == (1 if chosen > 1 else 0)
+
+
+def test_launcher_splits_a_long_cache_and_matches_the_reference():
+    """The launcher's own choice past the one-split limit (interpreter: 4 SMs, so 4 splits for 2
+    programs), against the reference, next to a forced single split."""
+    q, k, v = _decode_inputs(1, 4, 2, 2100, 64, torch.float16, seed=7)
+    lens = torch.tensor([2100], dtype=torch.int32, device=DEVICE)
+    assert choose_num_splits(1, 2, 2100, sm_count(q.device), 64, 2) > 1
+    truth = attention_decode_ref(q.double(), k.double(), v.double(), lens)
+    baseline = attention_decode_ref(q, k, v, lens, upcast=False)
+    for splits in (None, 1):
+        out = torch.full((1, 4, 64), float("nan"), dtype=torch.float16, device=DEVICE)
+        attention_decode(q, k, v, lens, num_splits=splits, out=out)
+        check_kernel(out, truth, baseline)
+
+
+def _specialisation(value):
+    """What Triton compiles a kernel variant for, per argument: a tensor's dtype and 16-byte
+    alignment, an int's ``== 1`` and ``% 16 == 0`` (kernels.md 2.5), any other value itself."""
+    if isinstance(value, torch.Tensor):
+        return value.dtype, value.data_ptr() % 16 == 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return value == 1, value % 16 == 0
+
+
+def test_growing_cache_never_changes_what_the_decode_kernels_specialise_on(monkeypatch):
+    """An eager decode loop passes a cache view one position longer each step, across the one-split
+    limit and through split counts of 1, 4, 15, 16 and 17: every argument the split and combine kernels
+    specialise on (all but ``_GROWING_ARGS``) stays the same, so no step compiles a new variant."""
+    split, combine, ahead = _Recorder(), _Recorder(), []
+    monkeypatch.setattr(decode_mod, "_decode_split", split)
+    monkeypatch.setattr(decode_mod, "_decode_combine_kernel", combine)
+    monkeypatch.setattr(decode_mod, "_compile_combine_ahead", lambda args, meta: ahead.append((args, meta)))
+    q, k, v = _decode_inputs(1, 4, 2, 2100, 64, torch.float16)
+    out = torch.empty(1, 4, 64, dtype=torch.float16, device=DEVICE)
+    steps = [(2040, None), (2049, None), (2100, None), (2100, 15), (2100, 16), (2100, 17)]
+    for length, splits in steps:
+        lens = torch.tensor([length], dtype=torch.int32, device=DEVICE)
+        attention_decode(q, k[:, :, :length], v[:, :, :length], lens, num_splits=splits, out=out)
+    chosen = [n or choose_num_splits(1, 2, length, sm_count(q.device), 64, 2) for length, n in steps]
+    assert chosen[0] == 1 and min(chosen[1:]) > 1  # 2040 x 2 x 64 x 2 bytes <= 512 KB < 2049 x ...
+    assert [grid[1] for grid, _, _ in split.calls] == chosen
+    names = decode_mod._decode_split_kernel.arg_names
+    keys = {tuple(_specialisation(a) for name, a in zip(names, args) if name not in decode_mod._GROWING_ARGS)
+            + tuple(sorted(kw.items())) for _, args, kw in split.calls}
+    assert len(keys) == 1
+    launched = [(args, kw) for _, args, kw in combine.calls] + ahead
+    keys = {tuple(_specialisation(a) for a in args[:-1]) + tuple(sorted(kw.items())) for args, kw in launched}
+    assert len(combine.calls) == 5 and len(ahead) == 1 and len(keys) == 1  # the last arg: NUM_SPLITS
 
 
 def test_gpu_autotune_pruning_fits_shared_memory_at_head_dim_256():
@@ -232,7 +348,8 @@ def test_attention_bf16_on_gpu(Hq, Hkv, T, S, D, dtype):
     _check_prefill(2, Hq, Hkv, T, S, D, 64, dtype)
     q, k, v = _decode_inputs(3, Hq, Hkv, S, D, dtype)
     lens = torch.tensor([S, 1, S // 2 + 1], dtype=torch.int32, device=DEVICE)
-    out = torch.full((3, Hq, D), float("nan"), dtype=dtype, device=DEVICE)
-    assert attention_decode(q, k, v, lens, out=out) is out
-    check_kernel(out, attention_decode_ref(q.double(), k.double(), v.double(), lens),
-                 attention_decode_ref(q, k, v, lens, upcast=False))
+    for splits in (None, 1, 5):  # the launcher's choice, the one-kernel path, the combine pass
+        out = torch.full((3, Hq, D), float("nan"), dtype=dtype, device=DEVICE)
+        assert attention_decode(q, k, v, lens, num_splits=splits, out=out) is out
+        check_kernel(out, attention_decode_ref(q.double(), k.double(), v.double(), lens),
+                     attention_decode_ref(q, k, v, lens, upcast=False))
