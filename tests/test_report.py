@@ -231,3 +231,258 @@ def test_a_pooled_point_does_not_pass_off_the_first_repeats_per_run_figures():
     assert point["n_repeats"] == 3 and "mfu" not in point and "tpot_p90_s" not in point
     (single,) = aggregate_repeats(recs[:1])
     assert single["mfu"] == 0.1 and single["tpot_p90_s"] == 0.02
+
+
+# ---------------------------------------------------------------------------------------------- plot layout
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _inside(box, frame) -> bool:
+    return frame.x0 - 0.5 <= box.x0 and box.x1 <= frame.x1 + 0.5 and frame.y0 - 0.5 <= box.y0 and box.y1 <= frame.y1 + 0.5
+
+
+def test_frontier_title_is_short_and_log_ticks_are_plain_numbers():
+    from tokencost.report import plot_frontier
+
+    # A narrow range (1000-1100 tok/s, 30-33 tok/s per sequence) used to get ticks like 1.04×10³.
+    recs = [{**_run(b, 128, 0, 0.004), "output_tok_per_s": tps, "output_tok_per_s_per_seq": ips}
+            for b, tps, ips in ((1, 1000.0, 33.0), (2, 1040.0, 31.0), (4, 1100.0, 30.0))]
+    fig, _ = plot_frontier(aggregate_repeats(recs))
+    _drawn(fig)
+    ax = fig.axes[0]
+    assert all(len(line) <= 72 for line in ax.get_title().splitlines())
+    labels = [t.get_text() for axis in (ax.xaxis, ax.yaxis) for minor in (False, True)
+              for t in axis.get_ticklabels(minor=minor) if t.get_text()]
+    assert labels and not any(mark in t for t in labels for mark in ("\\times", "^", "$", "e+", "e-"))
+    assert "1040" in labels or "1,040" in labels  # the minor ticks of a short axis, written out
+    assert all(float(t.replace(",", "")) > 0 for t in labels)
+
+
+def test_every_plot_is_saved_with_a_tight_bounding_box(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    calls, save = [], Figure.savefig
+
+    def spy(fig, path, **kwargs):
+        calls.append(kwargs)
+        return save(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    results = tmp_path / "results.jsonl"
+    _write_results(results)
+    write_report(read_records(results), tmp_path / "out")
+    assert len(calls) == len(PLOT_FILES) and all(c.get("bbox_inches") == "tight" for c in calls)
+
+
+_ROWS = ("matmul.qkv_proj", "matmul.o_proj", "matmul.gate_up_proj", "matmul.down_proj", "matmul.lm_head",
+         "attention.decode", "attention.kv_write", "norm", "rope", "activation", "sampling", "embed", "other")
+
+
+def _breakdown_colours(fig) -> dict:
+    from matplotlib.container import BarContainer
+
+    return {c.get_label(): c.patches[0].get_facecolor() for c in fig.axes[0].containers if isinstance(c, BarContainer)}
+
+
+def test_breakdown_gives_every_class_its_own_fixed_colour_and_keeps_the_legend_in_the_figure():
+    from tokencost.report import plot_breakdown
+
+    recs = [{"kind": "breakdown", "model": "m", "batch_size": 1, "context_len": 64, "op_class": c, "time_s": 1e-3 * (i + 1)}
+            for i, c in enumerate(_ROWS)]  # the 13 rows of profiler.breakdown, one record
+    fig, _ = plot_breakdown(recs)
+    colours = _breakdown_colours(fig)
+    assert set(colours) == set(_ROWS) and len(set(colours.values())) == len(_ROWS)
+    # Another report with fewer classes, listed in another order: each class keeps its colour.
+    fig2, _ = plot_breakdown([r for r in reversed(recs) if r["op_class"] in ("other", "rope", "sampling", "norm")])
+    assert all(colour == colours[c] for c, colour in _breakdown_colours(fig2).items())
+    # Nothing is cut: the legend and the "100" tick lie inside the figure, clear of each other.
+    renderer = _drawn(fig)
+    legends = fig.legends + [leg for leg in [fig.axes[0].get_legend()] if leg is not None]
+    (legend,) = legends
+    legend_box = legend.get_window_extent(renderer)
+    assert _inside(legend_box, fig.bbox)
+    (hundred,) = [t for t in fig.axes[0].get_xticklabels() if t.get_text() == "100"]
+    tick_box = hundred.get_window_extent(renderer)
+    assert _inside(tick_box, fig.bbox) and not tick_box.overlaps(legend_box)
+    assert [t.get_text() for t in legend.get_texts()] == list(_ROWS)  # stacked in the profiler's row order
+
+
+def _kernel(op, phase, backend, ai, flop_per_s, **peaks):
+    nbytes = 1e6
+    flop = ai * nbytes
+    return {"kind": "kernel", "op": op, "phase": phase, "backend": backend, "flop": flop, "bytes": nbytes,
+            "median_s": flop / flop_per_s, "device_name": "cpu", "timestamp": "t0",
+            **({"peak_flop_per_s": None, "peak_bandwidth_bytes_per_s": 2e10,
+                "peak_flop_source": "unknown: no datasheet compute peak for a CPU",
+                "peak_bandwidth_source": "measured: best of 8 float32 sum reads of 256 MiB on cpu"} | peaks)}
+
+
+def _crowded_kernels(**peaks):
+    """Decode matmuls at intensity ~0.5 with close rates, attention_prefill over gate_up, and the same
+    ops in prefill and decode, for two backends (the crowding seen in a real report)."""
+    out = []
+    for backend, scale in (("torch", 1.0), ("triton", 1.15)):
+        for phase in ("prefill", "decode"):
+            for i, op in enumerate(("linear.qkv", "linear.o", "linear.gate_up", "linear.down", "linear.lm_head")):
+                out.append(_kernel(op, phase, backend, 0.499 + 0.0002 * i, scale * (1.0 + 0.05 * i) * 1e8, **peaks))
+        out.append(_kernel("attention_prefill", "prefill", backend, 0.5, scale * 1.1e8, **peaks))
+    return out
+
+
+def _label_numbers(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        low, _, high = part.partition("–")
+        out += list(range(int(low), int(high or low) + 1))
+    return out
+
+
+def test_number_text_compresses_runs():
+    from tokencost.report import number_text
+
+    assert number_text([7, 1, 2, 3]) == "1–3,7" and number_text([4, 5]) == "4,5" and number_text([9]) == "9"
+    assert _label_numbers("1–3,7,9,10") == [1, 2, 3, 7, 9, 10]
+
+
+def test_roofline_marks_phase_by_shape_backend_by_colour_and_numbers_points_without_overlap():
+    from matplotlib.collections import PathCollection
+
+    from tokencost.report import plot_roofline
+
+    kernels = _crowded_kernels()
+    fig, note = plot_roofline(kernels)
+    assert note is None
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    groups = {c.get_gid(): c for c in ax.collections if isinstance(c, PathCollection)}
+    assert set(groups) == {f"kernels:{p}|{b}" for p in ("prefill", "decode") for b in ("torch", "triton")}
+
+    def marker(gid):
+        return groups[gid].get_paths()[0].vertices.round(3).tolist()
+
+    def colour(gid):
+        return tuple(groups[gid].get_facecolor()[0])
+
+    assert marker("kernels:prefill|torch") == marker("kernels:prefill|triton") != marker("kernels:decode|torch")
+    assert colour("kernels:prefill|torch") == colour("kernels:decode|torch") != colour("kernels:prefill|triton")
+    labels = [t for t in ax.texts if t.get_gid() == "kernel-numbers"]
+    assert sorted(n for t in labels for n in _label_numbers(t.get_text())) == list(range(1, len(kernels) + 1))
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert len(boxes) > 1 and not [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    key = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "10  linear.lm_head · decode · torch" in key and "5  linear.lm_head · prefill · torch" in key
+    assert any("phase: prefill" in t for t in key) and any("backend: triton" in t for t in key)
+
+
+def test_roofline_note_names_the_phase_of_each_kernel_above_the_ceiling():
+    from tokencost.report import plot_roofline
+
+    kernels = [_kernel("linear.lm_head", phase, "torch", 0.5, 3e10) for phase in ("prefill", "decode")]  # 1e10 roof
+    _, note = plot_roofline(kernels)
+    assert "linear.lm_head/torch (prefill), linear.lm_head/torch (decode) above the device ceiling" in note
+
+
+def _ceiling_lines(fig) -> dict:
+    return {line.get_label(): line for line in fig.axes[0].get_lines() if "ceiling" in line.get_label()}
+
+
+def test_roofline_draws_each_ceiling_with_its_source_and_never_pairs_a_calibrated_rate_with_the_read_bandwidth():
+    from tokencost.report import plot_roofline
+
+    # A CPU after --calibrate: `tokencost kernels` copies the matmul rate into peak_flop_per_s.
+    cal = {"peak_flop_per_s": 4e10, "peak_flop_source": "measured (--calibrate)", "measured_peak_flop_per_s": 4e10,
+           "measured_peak_bandwidth_bytes_per_s": 1.4e10}
+    fig, _ = plot_roofline([_kernel("linear.qkv", "decode", "torch", 0.5, 1e8, **cal),
+                            _kernel("linear.qkv", "prefill", "torch", 27.0, 1e10, **cal)])
+    lines = _ceiling_lines(fig)
+    (ref,) = [line for label, line in lines.items() if "measured read" in label]
+    (measured,) = [line for label, line in lines.items() if "measured copy" in label]
+    assert "compute unknown" in ref.get_label() and "20 GB/s" in ref.get_label() and ref.get_linestyle() == "-"
+    assert "measured matmul" in measured.get_label() and "40 GFLOP/s" in measured.get_label()
+    assert measured.get_linestyle() == "--" and max(measured.get_ydata()) == pytest.approx(4e10)
+    assert max(ref.get_ydata()) > 4e10  # the read-bandwidth roof is not capped by the calibrated matmul rate
+    assert "14 GB/s" in measured.get_label() and not any(c.isdigit() for c in fig.axes[0].get_title())
+    # A GPU: datasheet ceilings, and the calibrated ones beside them.
+    sheet = {"peak_flop_per_s": 9.89e14, "peak_bandwidth_bytes_per_s": 3.35e12, "device_name": "H100",
+             "peak_flop_source": "datasheet: H100 SXM (nvidia.com, 2023-03), dense bf16",
+             "peak_bandwidth_source": "datasheet: H100 SXM (nvidia.com, 2023-03)",
+             "measured_peak_flop_per_s": 6e14, "measured_peak_bandwidth_bytes_per_s": 2.9e12}
+    fig, _ = plot_roofline([_kernel("linear.qkv", "decode", "torch", 0.5, 1e12, **sheet)])
+    labels = list(_ceiling_lines(fig))
+    assert any("(datasheet)" in label and "989 TFLOP/s (datasheet)" in label for label in labels)
+    assert any("2.9 TB/s (measured copy)" in label and "600 TFLOP/s (measured matmul)" in label for label in labels)
+
+
+def test_roofline_of_two_kernel_runs_on_one_cpu_draws_both_ceilings_and_names_the_runs():
+    from tokencost.report import plot_roofline
+
+    first = _kernel("linear.qkv", "decode", "torch", 0.5, 1e8)
+    second = {**_kernel("linear.qkv", "decode", "torch", 0.5, 2e8, peak_bandwidth_bytes_per_s=1.5e10), "timestamp": "t1"}
+    fig, _ = plot_roofline([first, second])
+    assert sorted(label.split(":")[0] for label in _ceiling_lines(fig)) == ["run 1", "run 2"]
+    key = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "1  linear.qkv · decode · torch · run 1" in key and "2  linear.qkv · decode · torch · run 2" in key
+    with pytest.raises(CostError, match="several devices"):
+        plot_roofline([first, {**second, "device_name": "other"}])
+
+
+# ---------------------------------------------------------------------------------------------- summary notes
+
+
+def test_record_warnings_reach_the_summary_once_per_point_and_shared_ones_once(tmp_path):
+    few = "only 5 decode steps: TPOT p90 is the slowest step"
+    recs = []
+    for batch in (1, 4):
+        for repeat in (0, 1):
+            warnings = [few, f"MBU {batch}% is below 20%"] + ([f"the CPU was busy (load {batch}.1)"] if repeat else [])
+            recs.append({**_run(batch, 128, repeat, 0.01), "warnings": warnings})
+    report = write_report(recs, tmp_path)
+    summary = report.summary_path.read_text()
+    notes = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert notes.count(f"- all 2 points: {few}") == 1 and sum(few in n for n in notes) == 1
+    for batch in (1, 4):
+        assert notes.count(f"- B={batch} ctx=128: MBU {batch}% is below 20%") == 1  # in both repeats: said once
+        assert notes.count(f"- B={batch} ctx=128: the CPU was busy (load {batch}.1) (in 1 of 2 repeats)") == 1
+    assert any(few in n for n in report.notes)
+    (single,) = aggregate_repeats([recs[0]])
+    assert single["record_warnings"] == recs[0]["warnings"]
+
+
+def _bw_run(batch: int, repeat: int, bandwidth: float) -> dict:
+    return {**_run(batch, 128, repeat, 0.01), "bandwidth_bytes_per_s": bandwidth,
+            "bandwidth_source": "measured: best of 8 float32 sum reads of 256 MiB on cpu, torch threads 2"}
+
+
+def _row(summary: str, batch: int) -> str:
+    return next(line for line in summary.splitlines() if line.startswith(f"| tiny / cpu / float32 / torch | {batch} |"))
+
+
+def test_summary_shows_each_points_bandwidth_and_warns_when_they_differ(tmp_path):
+    # Two `tokencost run`s on a CPU measured 43.0 and 31.6 GB/s seconds apart.
+    summary = write_report([_bw_run(1, 0, 43.0e9), _bw_run(4, 0, 31.6e9)], tmp_path / "a").summary_path.read_text()
+    assert "| bandwidth (GB/s) | bandwidth source |" in summary
+    assert "| 43 | measured read |" in _row(summary, 1) and "| 31.6 | measured read |" in _row(summary, 4)
+    (note,) = [line for line in summary.splitlines() if "bandwidths range" in line]
+    assert "31.6 GB/s to 43 GB/s" in note and "not comparable" in note
+    # Within 10 %: no note.
+    summary = write_report([_bw_run(1, 0, 43.0e9), _bw_run(4, 0, 40.0e9)], tmp_path / "b").summary_path.read_text()
+    assert "not comparable" not in summary
+
+
+def test_repeats_pooled_across_different_bandwidths_are_flagged(tmp_path):
+    recs = [_bw_run(4, 0, 30e9), _bw_run(4, 1, 40e9)]
+    (point,) = aggregate_repeats(recs)
+    assert point["bandwidth_bytes_per_s"] == pytest.approx(35e9)
+    assert point["bandwidth_range_bytes_per_s"] == [30e9, 40e9] and point["bandwidth_source_kind"] == "measured read"
+    summary = write_report(recs, tmp_path).summary_path.read_text()
+    assert "| 35 (30–40) | measured read |" in _row(summary, 4)
+    (note,) = [line for line in summary.splitlines() if "repeats were measured against bandwidths" in line]
+    assert "30 GB/s to 40 GB/s" in note and "33%" in note and "not comparable" in note

@@ -2,7 +2,8 @@
 
 Input: the records of a JSONL results file (profiler/results.py documents the schema), mixed kinds:
 ``run`` (measured decode points), ``kernel`` (kernel benchmarks) and ``breakdown`` (op-class shares of
-a decode step). Output files in the chosen folder:
+a decode step). Output files in the chosen folder (every PNG saved with a tight bounding box, log axes
+labelled with plain numbers):
 
 - ``frontier.png``: throughput per device against interactivity (tok/s per sequence), the Pareto
   frontier of each model/device/dtype/backend series at each context length, annotated with $/Mtok
@@ -10,9 +11,14 @@ a decode step). Output files in the chosen folder:
 - ``batch.png`` / ``context.png``: output tok/s and MBU against batch size / context length.
 - ``roofline.png``: kernels' arithmetic intensity (FLOP/byte) against achieved FLOP/s under the device
   ceilings min(peak FLOP/s, intensity × peak bandwidth) (Williams, Waterman & Patterson, "Roofline",
-  CACM 2009; metrics.md section 3.2).
-- ``breakdown.png``: share of decode-step time per op class.
-- ``summary.md``: a table of the points and the images; a plot without data is skipped with a note.
+  CACM 2009; metrics.md section 3.2): every ceiling the records carry, labelled with its source
+  (datasheet, measured read, and the ``--calibrate`` measured copy and matmul, dashed); marker shape =
+  phase, colour = backend, points numbered with a key beside the chart.
+- ``breakdown.png``: share of decode-step time per op class, one fixed colour per class.
+- ``summary.md``: a table of the points (with the bandwidth their MBU and roofline floor are relative
+  to) and the images, and notes: plots skipped for want of data, repeat spreads, the run records' own
+  warnings (once per point; once for all when every point carries one), and bandwidths more than 10 %
+  apart (MBU and floor multiples then not comparable).
 
 Repeats of a point (records equal but for ``repeat``) are pooled as ``tokencost sweep`` pools them
 (``tokencost.sweep_summary.pool_repeats``): median TTFT and TPOT, the tok/s, MBU and $/Mtok derived from
@@ -26,11 +32,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatterSciNotation
 
 from tokencost.errors import CostError
 from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
@@ -44,6 +57,9 @@ PLOT_FILES: dict[str, str] = {
     "breakdown": "breakdown.png",
 }
 _SERIES_KEYS = ("model", "device_name", "dtype", "backend")
+# Short lines: a long title is cut at the figure's edge.
+FRONTIER_TITLE = ("Throughput-interactivity frontier\n"
+                  "labels: \\$/Mtok output [95% CI]; bars: 95% CI of tok/s over repeats")
 
 
 @dataclasses.dataclass
@@ -152,8 +168,11 @@ _PER_RUN_KEYS = ("tpot_p90_s", "tpot_p99_s", "tpot_mean_s", "step_times_s", "dec
 
 def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
     """One dict per point: the first repeat's settings, updated with the pooled figures of all its
-    repeats (:func:`tokencost.sweep_summary.pool_repeats`; its warnings as ``repeat_warnings``) and
-    ``n_repeats`` (``context_len`` falls back to ``prompt_len``); per-run figures that are not pooled
+    repeats (:func:`tokencost.sweep_summary.pool_repeats`; its warnings as ``repeat_warnings``),
+    ``n_repeats`` (``context_len`` falls back to ``prompt_len``), ``record_warnings`` (the warnings the
+    repeats' records carry, each once, :func:`_record_warnings`) and the bandwidth the MBU and roofline
+    floor are relative to: ``bandwidth_bytes_per_s`` (median over repeats), ``bandwidth_range_bytes_per_s`` ([min, max] over
+    repeats) and ``bandwidth_source_kind`` (:func:`source_kind`). Per-run figures that are not pooled
     (tail TPOT, MFU, energy, request costs) are left out of a point with several repeats. Records with
     status "skipped" are left out."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -167,8 +186,30 @@ def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
         point = {**first, "n_repeats": pooled.pop("repeats"), "context_len": _context(group[0]),
                  "repeat_warnings": pooled.pop("warnings")}
         point.update(pooled)
+        point["record_warnings"] = _record_warnings(group)
+        point.update(_pooled_bandwidth(group))
         points.append(point)
     return points
+
+
+def _record_warnings(group: list[dict]) -> list[str]:
+    """The warnings of a point's run records, each once, with "(in k of n repeats)" added to one that
+    not every repeat carries (its figures are that repeat's, not the pooled row's)."""
+    counts: dict[str, int] = {}
+    for r in group:
+        found = r.get("warnings")
+        for w in dict.fromkeys([found] if isinstance(found, str) else found if isinstance(found, list) else []):
+            counts[str(w)] = counts.get(str(w), 0) + 1
+    return [w if k == len(group) else f"{w} (in {k} of {len(group)} repeats)" for w, k in counts.items()]
+
+
+def _pooled_bandwidth(group: list[dict]) -> dict[str, Any]:
+    bws = [r["bandwidth_bytes_per_s"] for r in group if _is_number(r.get("bandwidth_bytes_per_s"))]
+    kinds = dict.fromkeys(source_kind(r.get("bandwidth_source")) for r in group if "bandwidth_bytes_per_s" in r)
+    if not bws:
+        return {}
+    return {"bandwidth_bytes_per_s": statistics.median(bws), "bandwidth_range_bytes_per_s": [min(bws), max(bws)],
+            "bandwidth_source_kind": " / ".join(kinds)}
 
 
 def _series(points: list[dict]) -> dict[str, list[dict]]:
@@ -186,10 +227,47 @@ def _plottable(points: list[dict], *keys: str) -> list[dict]:
 # Plots (each returns a Figure, or None with the reason when there is nothing to draw)
 
 
+def _plain_number(x: float) -> str:
+    """``x`` to 3 significant figures without an exponent: 1040, 0.5, 64, 12,500."""
+    x = float(f"{x:.3g}")
+    return f"{x:,.0f}" if abs(x) >= 1e4 else np.format_float_positional(x, trim="-")
+
+
+def _si_number(x: float) -> str:
+    """``x`` to 3 significant figures with an SI prefix: 2.5 G, 40 M, 1 T (for FLOP/s and bytes/s)."""
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{_plain_number(x / scale)} {prefix}"
+    return _plain_number(x)
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Labels the ticks matplotlib's log formatter would label (decades, and minor ticks on a short axis)
+    as plain numbers (1040, 0.5, 64), never as 1.04×10³ or 2⁶; ``text`` formats the number."""
+
+    def __init__(self, base: float = 10.0, minor: bool = False, text=_plain_number):
+        super().__init__(base=base, labelOnlyBase=False, minor_thresholds=(1, 0.4) if minor else None)
+        self._text = text
+
+    def __call__(self, x, pos=None):
+        return self._text(x) if super().__call__(x, pos) else ""
+
+
+def _plain_log_ticks(axis, base: float = 10.0, text=_plain_number) -> None:
+    """Put ``axis`` (an x or y Axis already on a log scale) on plain-number tick labels."""
+    axis.set_major_formatter(_PlainLogFormatter(base, text=text))
+    axis.set_minor_formatter(_PlainLogFormatter(base, minor=True, text=text))
+
+
+def _no_math(text: str) -> str:
+    """``text`` with its dollar signs escaped, so that two of them never start matplotlib mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _point_label(p: dict) -> str:
     usd, ci = p.get("usd_per_mtok_output"), p.get("usd_per_mtok_output_ci95")
     text = f"B={p.get('batch_size', '?')}" + (f"\n${usd:.3g}/Mtok" if isinstance(usd, (int, float)) else "")
-    return text + (f" [{ci[0]:.3g}–{ci[1]:.3g}]" if ci else "")
+    return _no_math(text + (f" [{ci[0]:.3g}–{ci[1]:.3g}]" if ci else ""))
 
 
 def _error_bars(ax, series: list[dict], color) -> None:
@@ -230,11 +308,12 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
         for p in front:
             ax.annotate(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points", color=line[0].get_color())
-    ax.set(xlabel="interactivity: output tok/s per sequence (1 / TPOT)", ylabel="output tok/s per device",
-           title="Throughput-interactivity frontier\n$/Mtok output [95% interval] on frontier points; "
-                 "error bars: 95% interval of tok/s over repeats")
+    ax.set(xlabel="interactivity: output tok/s per sequence (1 / TPOT)", ylabel="output tok/s per device")
+    ax.set_title(FRONTIER_TITLE)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
     ax.margins(0.12)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
@@ -266,6 +345,7 @@ def _vs_plot(points: list[dict], x_key: str, group_key: str, x_label: str, group
     ax_mbu.set(xlabel=x_label, ylabel="MBU (%)")
     for ax in (ax_tok, ax_mbu):
         ax.set_xscale("log", base=2)
+        _plain_log_ticks(ax.xaxis, base=2)
         ax.grid(True, alpha=0.3)
     ax_tok.legend(fontsize=7)
     return fig, None
@@ -288,56 +368,297 @@ def _kernel_point(k: dict) -> tuple[float, float]:
     return k["flop"] / k["bytes"], k["flop"] / k["median_s"]
 
 
-def _ceilings(kernels: list[dict]) -> tuple[float | None, float]:
-    """(peak FLOP/s or None when the device's compute peak is unknown, e.g. a CPU; peak bytes/s)."""
-    peaks = {(k.get("peak_flop_per_s"), k.get("peak_bandwidth_bytes_per_s")) for k in kernels}
-    if len(peaks) != 1:
-        raise CostError(f"kernel records mix device ceilings {sorted(map(str, peaks))}; report one device at a time")
-    flops, bw = peaks.pop()
-    if not (isinstance(bw, (int, float)) and bw > 0):
+def source_kind(source: Any) -> str:
+    """What a ceiling's recorded source says it is: "datasheet", "measured read" (a read-bandwidth
+    measurement), "measured copy", "measured matmul" (``tokencost kernels --calibrate``), "measured",
+    "unknown" (no figure), or "source not recorded"."""
+    text = str(source or "").strip().lower()
+    if not text:
+        return "source not recorded"
+    if text.startswith("datasheet"):
+        return "datasheet"
+    if text.startswith("unknown"):
+        return "unknown"
+    if text.startswith("measured"):
+        for word, kind in (("copy", "measured copy"), ("read", "measured read"), ("matmul", "measured matmul"),
+                           ("--calibrate", "measured matmul")):
+            if word in text:
+                return kind
+        return "measured"
+    return text[:40]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    """One roof of a roofline chart: min(compute, arithmetic intensity × bandwidth), either part None when
+    unknown, each with the kind of its source (:func:`source_kind`); ``measured`` for the ``--calibrate``
+    ceilings (drawn dashed beside the reference ones)."""
+
+    bandwidth_bytes_per_s: float | None
+    bandwidth_kind: str
+    flop_per_s: float | None
+    flop_kind: str
+    measured: bool
+
+    def roof(self, intensity: float) -> float:
+        """The attainable FLOP/s at ``intensity`` FLOP/byte (inf where neither part bounds it)."""
+        compute = self.flop_per_s if self.flop_per_s is not None else math.inf
+        memory = intensity * self.bandwidth_bytes_per_s if self.bandwidth_bytes_per_s is not None else math.inf
+        return min(compute, memory)
+
+    def label(self) -> str:
+        bw = ("bandwidth unknown" if self.bandwidth_bytes_per_s is None
+              else f"{_si_number(self.bandwidth_bytes_per_s)}B/s ({self.bandwidth_kind})")
+        flop = ("compute unknown" if self.flop_per_s is None
+                else f"{_si_number(self.flop_per_s)}FLOP/s ({self.flop_kind})")
+        return f"{'calibrated' if self.measured else 'reference'} ceiling: {bw}, {flop}"
+
+
+def _optional_rate(record: dict, key: str) -> float | None:
+    value = record.get(key)
+    if value is not None and not _is_number(value):
+        raise CostError(f"kernel record {key} must be positive or null (unknown), got {value!r}")
+    return None if value is None else float(value)
+
+
+def record_ceilings(k: dict) -> list[Ceiling]:
+    """The ceilings a kernel record carries: the reference ones (``peak_*``: datasheet, or the measured
+    read bandwidth where there is no datasheet) and, after ``--calibrate``, the measured copy bandwidth
+    and matmul rate (``measured_peak_*``). A ``peak_flop_per_s`` whose source is the calibrated matmul
+    (``tokencost kernels`` fills it in where no datasheet peak exists) belongs to the calibrated roof,
+    never paired with the reference bandwidth.
+
+    Raises CostError for a missing reference bandwidth or a rate that is not positive or null.
+    """
+    bw = _optional_rate(k, "peak_bandwidth_bytes_per_s")
+    if bw is None:
         raise CostError("kernel records need a positive peak_bandwidth_bytes_per_s")
-    if flops is not None and not (isinstance(flops, (int, float)) and flops > 0):
-        raise CostError("peak_flop_per_s must be positive or null (unknown)")
-    return (float(flops) if flops is not None else None), float(bw)
+    flop, flop_kind = _optional_rate(k, "peak_flop_per_s"), source_kind(k.get("peak_flop_source"))
+    m_flop = _optional_rate(k, "measured_peak_flop_per_s")
+    m_bw = _optional_rate(k, "measured_peak_bandwidth_bytes_per_s")
+    if flop is not None and flop_kind == "measured matmul":
+        m_flop, flop, flop_kind = (m_flop if m_flop is not None else flop), None, "unknown"
+    out = [Ceiling(bw, source_kind(k.get("peak_bandwidth_source")), flop, flop_kind, False)]
+    if m_bw is not None or m_flop is not None:
+        out.append(Ceiling(m_bw, "measured copy", m_flop, "measured matmul", True))
+    return out
 
 
-def _above_roof(pts: list, peak_flops: float, peak_bw: float) -> str | None:
-    """Kernels above min(peak, AI × bandwidth): their FLOP/byte counts or the peaks are wrong
-    (metrics.md section 3.1 counter-check), or a warm cache beat HBM bandwidth."""
-    above = [label for (ai, achieved), label in pts if achieved > 1.01 * min(peak_flops, ai * peak_bw)]
+def _kernel_runs(kernels: list[dict]) -> list[int]:
+    """The run (1-based, by first appearance of its ``timestamp``) each kernel record comes from; records
+    without a timestamp count as one run."""
+    stamps = list(dict.fromkeys(k.get("timestamp") for k in kernels))
+    return [stamps.index(k.get("timestamp")) + 1 for k in kernels]
+
+
+def _ceilings(kernels: list[dict]) -> dict[Ceiling, list[int]]:
+    """Every distinct ceiling of the records (reference ones first) -> the runs that carry it; all from
+    one device (CostError otherwise)."""
+    devices = {k.get("device_name") for k in kernels} - {None}
+    if len(devices) > 1:
+        raise CostError(f"kernel records come from several devices ({', '.join(sorted(map(str, devices)))}); "
+                        "report one device at a time")
+    found: dict[Ceiling, list[int]] = {}
+    for k, run in zip(kernels, _kernel_runs(kernels)):
+        for c in record_ceilings(k):
+            found.setdefault(c, [])
+            if run not in found[c]:
+                found[c].append(run)
+    return dict(sorted(found.items(), key=lambda item: item[0].measured))
+
+
+def _runs_text(runs: list[int]) -> str:
+    return f"run{'s' if len(runs) > 1 else ''} {', '.join(map(str, runs))}: "
+
+
+def _kernel_name(k: dict) -> str:
+    phase = k.get("phase")
+    return f"{k.get('op', '?')}/{k.get('backend', '?')}" + (f" ({phase})" if phase else "")
+
+
+def _above_roof(kernels: list[dict]) -> str | None:
+    """Kernels above every ceiling their record carries (the highest roof at their intensity): their
+    FLOP/byte counts or the peaks are wrong (metrics.md section 3.1 counter-check), or a warm cache beat
+    the memory bandwidth."""
+    above = []
+    for k in kernels:
+        ai, achieved = _kernel_point(k)
+        if achieved > 1.01 * max(c.roof(ai) for c in record_ceilings(k)):
+            above.append(_kernel_name(k))
     if not above:
         return None
     return (f"roofline: {', '.join(above)} above the device ceiling; check the FLOP and byte counts, "
             "the peak figures, or cache effects")
 
 
-def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
-    """Arithmetic intensity vs achieved FLOP/s per kernel, under min(peak FLOP/s, AI × bandwidth).
+_PHASE_MARKERS = {"prefill": "o", "decode": "s", "square": "D"}
+_OTHER_MARKER = "^"
+_CEILING_COLOURS = ("black", "dimgray", "saddlebrown", "darkslategray")
 
-    The note is set when a kernel lies above the ceiling."""
+
+def backend_colours(backends: Iterable[str]) -> dict[str, tuple]:
+    """Backend -> tab10 colour: torch first, triton second, other backends by name."""
+    order = sorted(set(backends), key=lambda b: (b != "torch", b != "triton", b))
+    return {b: colormaps["tab10"].colors[i % 10] for i, b in enumerate(order)}
+
+
+def _draw_ceilings(ax, ceilings: dict[Ceiling, list[int]], xs: list[float], several_runs: bool) -> list:
+    """Each ceiling as a line over the kernels' intensities (dashed: calibrated), its ridge dotted; the
+    label names the runs that carry it when the records come from several."""
+    lo, hi = min(xs) / 4, max(xs) * 4
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    handles = []
+    for i, (c, runs) in enumerate(ceilings.items()):
+        colour, style = _CEILING_COLOURS[i % len(_CEILING_COLOURS)], "--" if c.measured else "-"
+        ys = [c.roof(x) for x in grid]
+        label = (_runs_text(runs) if several_runs else "") + c.label()
+        handles += ax.plot([x for x, y in zip(grid, ys) if math.isfinite(y)], [y for y in ys if math.isfinite(y)],
+                           color=colour, ls=style, lw=1.5, label=label)
+        if c.flop_per_s is not None and c.bandwidth_bytes_per_s is not None:
+            ax.axvline(c.flop_per_s / c.bandwidth_bytes_per_s, color=colour, ls=":", lw=0.8)
+    return handles
+
+
+def _draw_kernels(ax, kernels: list[dict]) -> tuple[list, list[str]]:
+    """One scatter per (phase, backend): marker shape = phase, colour = backend. Returns the numbered
+    key's handles and labels (1-based, in record order; with the run when there are several)."""
+    colours = backend_colours(str(k.get("backend", "?")) for k in kernels)
+    runs = _kernel_runs(kernels)
+    handles, labels = [], []
+    groups: dict[tuple, list] = defaultdict(list)
+    for n, (k, run) in enumerate(zip(kernels, runs), 1):
+        phase, backend = str(k.get("phase") or "n/a"), str(k.get("backend", "?"))
+        marker, colour = _PHASE_MARKERS.get(phase, _OTHER_MARKER), colours[backend]
+        groups[(phase, backend, marker)].append(_kernel_point(k))
+        handles.append(Line2D([], [], ls="", marker=marker, color=colour))
+        labels.append(f"{n}  {k.get('op', '?')} · {phase} · {backend}" + (f" · run {run}" if max(runs) > 1 else ""))
+    for (phase, backend, marker), pts in groups.items():
+        ax.scatter(*zip(*pts), marker=marker, color=colours[backend], s=36, zorder=3, gid=f"kernels:{phase}|{backend}")
+    return handles, labels
+
+
+def _encoding_handles(kernels: list[dict]) -> list:
+    phases = dict.fromkeys(str(k.get("phase") or "n/a") for k in kernels)
+    shapes = [Line2D([], [], ls="", marker=_PHASE_MARKERS.get(p, _OTHER_MARKER), color="grey", label=f"phase: {p}")
+              for p in phases]
+    colours = backend_colours(str(k.get("backend", "?")) for k in kernels)
+    return shapes + [Patch(color=c, label=f"backend: {b}") for b, c in colours.items()]
+
+
+def plot_roofline(kernels: list[dict]) -> tuple[Figure | None, str | None]:
+    """Arithmetic intensity vs achieved FLOP/s per kernel under every ceiling the records carry
+    (:func:`record_ceilings`, each labelled with its source), marker = phase, colour = backend, each
+    point numbered (labels placed clear of each other) with a numbered key beside the chart.
+
+    The note is set when a kernel lies above every ceiling its record carries."""
     if not kernels:
         return None, "roofline plot skipped: no kernel records (kind = \"kernel\") in the results"
-    peak_flops, peak_bw = _ceilings(kernels)
-    pts = [(_kernel_point(k), f"{k.get('op', '?')}/{k.get('backend', '?')}") for k in kernels]
-    ridge = peak_flops / peak_bw if peak_flops is not None else None
-    xs = [ai for (ai, _), _ in pts] + ([ridge] if ridge else [])
-    x_grid = [min(xs) / 4 * (max(xs) * 16 / min(xs)) ** (i / 200) for i in range(201)]
-    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ceilings = _ceilings(kernels)
+    points = [_kernel_point(k) for k in kernels]
+    ridges = [c.flop_per_s / c.bandwidth_bytes_per_s for c in ceilings
+              if c.flop_per_s is not None and c.bandwidth_bytes_per_s is not None]
+    fig = Figure(figsize=(11, 6 + 0.12 * max(0, len(kernels) - 30)), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, to measure the number labels
     ax = fig.add_subplot()
-    roof = peak_flops if peak_flops is not None else float("inf")
-    ax.plot(x_grid, [min(roof, x * peak_bw) for x in x_grid], "k-", lw=1.5,
-            label="device ceilings" if ridge else "bandwidth ceiling (compute peak unknown)")
-    if ridge:
-        ax.axvline(ridge, color="grey", ls=":", lw=1, label=f"ridge {ridge:.3g} FLOP/byte")
-    for (ai, achieved), label in pts:
-        ax.scatter([ai], [achieved], s=30, zorder=3)
-        ax.annotate(label, (ai, achieved), fontsize=7, xytext=(4, -10), textcoords="offset points")
-    peak_text = f"peak {peak_flops:.3g} FLOP/s" if peak_flops is not None else "compute peak unknown"
+    lines = _draw_ceilings(ax, ceilings, [ai for ai, _ in points] + ridges, max(_kernel_runs(kernels)) > 1)
+    key_handles, key_labels = _draw_kernels(ax, kernels)
+    styles = ["solid: reference ceilings"] + (["dashed: calibrated (--calibrate)"] if any(c.measured for c in ceilings)
+                                              else []) + (["dotted: ridge points"] if ridges else [])
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s",
-           title=f"Kernel roofline ({peak_text}, {peak_bw:.3g} B/s)")
+           title="Kernel roofline: achieved FLOP/s against arithmetic intensity\n" + "; ".join(styles))
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis, text=_si_number)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    return fig, _above_roof(pts, roof, peak_bw)
+    fig.legend(handles=lines + _encoding_handles(kernels), loc="outside lower center", ncols=2, fontsize=7)
+    fig.legend(key_handles, key_labels, loc="outside right upper", fontsize=7, title="kernels",
+               title_fontsize=8, ncols=1 + len(kernels) // 40)
+    _number_points(fig, ax, points, [h.get_color() for h in key_handles])
+    return fig, _above_roof(kernels)
+
+
+# Label offsets tried around a point, nearest first: radii in points, 8 directions (E first).
+_LABEL_RADII = (5, 10, 16, 24, 34, 46, 60)
+_LABEL_DIRECTIONS = ((1, 0), (1, 1), (1, -1), (-1, 0), (-1, 1), (-1, -1), (0, 1), (0, -1))
+
+
+def _label_offsets():
+    """(radius, (dx, dy) in points, ha, va) of each label position tried, nearest first."""
+    for r in _LABEL_RADII:
+        for dx, dy in _LABEL_DIRECTIONS:
+            norm = math.hypot(dx, dy)
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+            yield r, (r * dx / norm, r * dy / norm), ha, va
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    """Whether boxes (x0, y0, x1, y1) overlap."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _best_offset(ax, text: str, point, obstacles: list[tuple], frame: tuple, renderer) -> tuple:
+    """The nearest position for label ``text`` of ``point`` clear of ``obstacles`` and inside ``frame``
+    (else the one with the fewest clashes): (radius, offset, ha, va, box)."""
+    probe = ax.annotate(text, point, xytext=(0, 0), fontsize=7, textcoords="offset points")
+    best = None
+    for r, offset, ha, va in _label_offsets():
+        probe.xyann = offset
+        probe.set(ha=ha, va=va)
+        box = tuple(probe.get_window_extent(renderer).extents)
+        inside = frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+        clashes = sum(_overlap(box, other) for other in obstacles) + (0 if inside else len(obstacles) + 1)
+        if best is None or clashes < best[0]:
+            best = (clashes, r, offset, ha, va, box)
+        if clashes == 0:
+            break
+    probe.remove()
+    return best[1:]
+
+
+def _coinciding(centres: list, distance: float) -> list[list[int]]:
+    """Point indices grouped where markers lie on top of each other: each point joins the first group
+    whose first point is within ``distance`` (no chaining), else starts a group."""
+    groups: list[list[int]] = []
+    for i, (x, y) in enumerate(centres):
+        home = next((g for g in groups if math.hypot(x - centres[g[0]][0], y - centres[g[0]][1]) < distance), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
+
+
+def number_text(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1–3,7"``: the numbers of points drawn on top of each other."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}{'–' if len(r) > 2 else ','}{r[-1]}" for r in runs)
+
+
+def _number_points(fig: Figure, ax, points: list[tuple[float, float]], colours: list) -> list:
+    """Write each point's number beside it, clear of the other numbers and of every marker, inside the
+    axes (:func:`_best_offset`), with a leader line when it had to move away; points drawn on top of
+    each other (:func:`_coinciding`) share one label ("3–5,9"). The layout is fixed first (constrained
+    layout run once, then switched off) so the measured positions stay true. Returns the annotations."""
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    renderer, pad = fig.canvas.get_renderer(), 3.5 * fig.dpi / 72
+    centres = [tuple(c) for c in ax.transData.transform(points)]
+    markers = [(x - pad, y - pad, x + pad, y + pad) for x, y in centres]
+    frame, placed, out = tuple(ax.get_window_extent(renderer).extents), [], []
+    for members in _coinciding(centres, pad):
+        text, point = number_text([i + 1 for i in members]), points[members[0]]
+        colour = colours[members[0]] if len({tuple(colours[i]) for i in members}) == 1 else "black"
+        r, offset, ha, va, box = _best_offset(ax, text, point, placed + markers, frame, renderer)
+        arrow = {"arrowstyle": "-", "color": colour, "lw": 0.6, "shrinkA": 0, "shrinkB": 3} if r >= 16 else None
+        out.append(ax.annotate(text, point, xytext=offset, textcoords="offset points", fontsize=7, color=colour,
+                               ha=ha, va=va, arrowprops=arrow, gid="kernel-numbers"))
+        placed.append(box)
+    return out
 
 
 def _breakdown_shares(records: list[dict]) -> dict[str, float]:
@@ -363,23 +684,48 @@ def _breakdown_groups(records: list[dict]) -> dict[str, dict[str, float]]:
     return {label: _breakdown_shares(rs) for label, rs in groups.items()}
 
 
+# One colour per op class, the same in every report (tab20 indices): the rows of
+# profiler.breakdown.ROWS, then the coarse what-if classes; a row of the same stack never shares a colour.
+# The stack follows this order; a class not listed takes a spare colour, in name order.
+CLASS_COLOURS: dict[str, int] = {
+    "matmul.qkv_proj": 0, "matmul.o_proj": 2, "matmul.gate_up_proj": 4, "matmul.down_proj": 6, "matmul.lm_head": 8,
+    "attention.decode": 10, "attention.kv_write": 12, "norm": 16, "rope": 18, "activation": 1, "sampling": 3,
+    "embed": 5, "other": 14, "matmul": 7, "attention": 11}
+_SPARE_COLOURS = [i for i in range(20) if i not in CLASS_COLOURS.values()]
+
+
+def class_colours(classes: Iterable[str]) -> dict[str, tuple]:
+    """Op class -> RGB colour, in stacking order (:data:`CLASS_COLOURS` first, other classes by name,
+    each taking a spare tab20 colour, then tab20b's, so no two classes of one plot share a colour)."""
+    tab20, tab20b = colormaps["tab20"].colors, colormaps["tab20b"].colors
+    known = [c for c in CLASS_COLOURS if c in set(classes)]
+    others = sorted(set(classes) - set(CLASS_COLOURS))
+    spare = [tab20[i] for i in _SPARE_COLOURS] + list(tab20b)
+    if len(others) > len(spare):
+        raise CostError(f"{len(known) + len(others)} op classes in one breakdown: more than the plot has colours")
+    return {**{c: tab20[CLASS_COLOURS[c]] for c in known}, **dict(zip(others, spare))}
+
+
 def plot_breakdown(records: list[dict]) -> tuple[Figure | None, str | None]:
-    """One horizontal bar per profiled configuration, stacked by op-class share of step time."""
+    """One horizontal bar per profiled configuration, stacked by op-class share of step time; each class
+    keeps its colour (:func:`class_colours`), the legend sits under the bars."""
     if not records:
         return None, "breakdown plot skipped: no breakdown records (kind = \"breakdown\") in the results"
     groups = _breakdown_groups(records)
-    classes = sorted({c for shares in groups.values() for c in shares})
-    fig = Figure(figsize=(9, 1.6 + 0.6 * len(groups)), layout="constrained")
+    colours = class_colours({c for shares in groups.values() for c in shares})
+    ncols = min(5, len(colours))
+    legend_rows = -(-len(colours) // ncols)
+    fig = Figure(figsize=(9, 1.5 + 0.5 * len(groups) + 0.25 * legend_rows), layout="constrained")
     ax = fig.add_subplot()
     labels = list(groups)
     left = [0.0] * len(labels)
-    for c in classes:
+    for c, colour in colours.items():
         widths = [groups[g].get(c, 0.0) * 100 for g in labels]
-        bars = ax.barh(labels, widths, left=left, label=c)
+        bars = ax.barh(labels, widths, left=left, label=c, color=colour)
         ax.bar_label(bars, labels=[f"{w:.0f}%" if w >= 5 else "" for w in widths], label_type="center", fontsize=7)
         left = [a + w for a, w in zip(left, widths)]
     ax.set(xlabel="share of decode-step time (%)", title="Where the decode step time goes", xlim=(0, max(100, *left)))
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=ncols, fontsize=7)
     return fig, None
 
 
@@ -404,10 +750,18 @@ def _interval(ci: Any) -> str:
     return f"{_fmt(ci[0])}–{_fmt(ci[1])}" if isinstance(ci, (list, tuple)) and len(ci) == 2 else "n/a"
 
 
+def _bandwidth_cell(p: dict) -> str:
+    """The point's bandwidth in GB/s, with its range when its repeats were measured against different ones."""
+    bw, (low, high) = p.get("bandwidth_bytes_per_s"), p.get("bandwidth_range_bytes_per_s") or (None, None)
+    text = _fmt(bw, 1e-9, 3)
+    return text + (f" ({_fmt(low, 1e-9, 3)}–{_fmt(high, 1e-9, 3)})" if low is not None and high > low else "")
+
+
 def _points_table(points: list[dict]) -> list[str]:
     header = ("| series | batch | context | repeats | $/hour | TTFT (ms) | TPOT (ms) | output tok/s | tok/s per seq "
-              "| MBU (%) | $/Mtok output | 95% CI $/Mtok output | $/Mtok input | × roofline floor |")
-    lines = [header, "|" + "---|" * 14]
+              "| MBU (%) | bandwidth (GB/s) | bandwidth source | $/Mtok output | 95% CI $/Mtok output | $/Mtok input "
+              "| × roofline floor |")
+    lines = [header, "|" + "---|" * 16]
     for name, series in _series(points).items():
         for p in sorted(series, key=lambda p: (p.get("batch_size") or 0, _context(p) or 0,
                                                _numeric_first(p.get("usd_per_hour")))):
@@ -416,9 +770,60 @@ def _points_table(points: list[dict]) -> list[str]:
                 f"| {_fmt(p.get('usd_per_hour'))} "
                 f"| {_fmt(p.get('ttft_s'), 1e3)} | {_fmt(p.get('tpot_s'), 1e3)} | {_fmt(p.get(THROUGHPUT_KEY))} "
                 f"| {_fmt(p.get(INTERACTIVITY_KEY))} | {_fmt(p.get('mbu'), 100, 3)} "
+                f"| {_bandwidth_cell(p)} | {p.get('bandwidth_source_kind', 'n/a')} "
                 f"| {_fmt(p.get('usd_per_mtok_output'))} | {_interval(p.get('usd_per_mtok_output_ci95'))} "
                 f"| {_fmt(p.get('usd_per_mtok_input'))} | {_floor_multiple(p)} |")
     return lines
+
+
+# Points (or repeats of one point) measured against bandwidths further apart than this, (max - min) / min,
+# have MBU and roofline-floor multiples that cannot be compared (each is relative to its own bandwidth).
+BANDWIDTH_SPREAD = 0.10
+
+
+def _point_name(p: dict, multi_series: bool) -> str:
+    name = f"B={p.get('batch_size')} ctx={p.get('context_len')}"
+    return (" / ".join("?" if v is None else str(v) for v in _series_values(p)) + " " + name) if multi_series else name
+
+
+def warning_notes(points: list[dict]) -> list[str]:
+    """Per point, its repeat-spread warnings and then the warnings its records carry (each once per
+    point, :func:`aggregate_repeats`); a record warning every point carries word for word is said once,
+    for all of them, at the end."""
+    multi = len(_series(points)) > 1
+    first = points[0].get("record_warnings", []) if len(points) > 1 else []
+    shared = [w for w in first if all(w in p.get("record_warnings", []) for p in points)]
+    notes = [f"{_point_name(p, multi)}: {w}" for p in points
+             for w in p.get("repeat_warnings", []) + [w for w in p.get("record_warnings", []) if w not in shared]]
+    return notes + [f"all {len(points)} points: {w}" for w in shared]
+
+
+def _gb(value: float) -> str:
+    return f"{value / 1e9:.3g} GB/s"
+
+
+def bandwidth_notes(points: list[dict]) -> list[str]:
+    """A note for each device whose points were measured against bandwidths more than
+    :data:`BANDWIDTH_SPREAD` apart, and for each point whose repeats were: MBU and × roofline floor
+    are then relative to different bandwidths and not comparable across those rows (or runs)."""
+    notes, multi = [], len(_series(points)) > 1
+    devices: dict[Any, list[float]] = defaultdict(list)
+    for p in points:
+        if _is_number(p.get("bandwidth_bytes_per_s")):
+            devices[p.get("device_name")].append(p["bandwidth_bytes_per_s"])
+    for device, bws in devices.items():
+        if max(bws) > (1 + BANDWIDTH_SPREAD) * min(bws):
+            notes.append(f"{device or 'device'}: the points' bandwidths range from {_gb(min(bws))} to {_gb(max(bws))} "
+                         f"({max(bws) / min(bws) - 1:.0%} apart, measured per run): their MBU and × roofline floor "
+                         "are each relative to their own bandwidth and not comparable across them; compare tok/s "
+                         "and $/Mtok, or measure the points in one sweep")
+    for p in points:
+        low, high = p.get("bandwidth_range_bytes_per_s") or (None, None)
+        if low is not None and high > (1 + BANDWIDTH_SPREAD) * low:
+            notes.append(f"{_point_name(p, multi)}: its {p.get('n_repeats')} repeats were measured against "
+                         f"bandwidths from {_gb(low)} to {_gb(high)} ({high / low - 1:.0%} apart): the pooled MBU "
+                         "and × roofline floor mix them and are not comparable to single runs")
+    return notes
 
 
 def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, Path | None], notes: list[str]) -> str:
@@ -429,7 +834,9 @@ def _summary_markdown(points: list[dict], skipped: list[dict], plots: dict[str, 
              "from them, so each row is consistent; runs at different prices are separate rows; "
              "95% CI $/Mtok output: the Student-t interval of the mean tok/s "
              "over repeats carried into dollars (n/a for one repeat). "
-             "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput.", ""]
+             "× roofline floor = measured $/Mtok ÷ $/Mtok at the roofline throughput. MBU and the roofline "
+             "floor are relative to the bandwidth column (median over repeats, their range in brackets when they "
+             "differ): datasheet, or measured (a read-bandwidth measurement, per run on a CPU).", ""]
     prices = sorted({(p["usd_per_hour"], p.get("price_source") or "source not recorded") for p in points
                      if isinstance(p.get("usd_per_hour"), (int, float))})
     lines += [f"Price: ${hourly:.4g} per hour ({source})." for hourly, source in prices] or [
@@ -475,8 +882,8 @@ def write_report(records: list[dict], out_dir: str | Path) -> Report:
         if note:
             notes.append(note)
         if fig is not None:
-            fig.savefig(plots[name], dpi=120)
-    notes += [f"B={p.get('batch_size')} ctx={p.get('context_len')}: {w}" for p in points for w in p["repeat_warnings"]]
+            fig.savefig(plots[name], dpi=120, bbox_inches="tight")  # nothing cut at the edges
+    notes += warning_notes(points) + bandwidth_notes(points)
     skipped = [r for r in runs if r.get("status") == "skipped"]
     summary = out / "summary.md"
     summary.write_text(_summary_markdown(points, skipped, plots, notes), encoding="utf-8")
