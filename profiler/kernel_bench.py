@@ -38,6 +38,15 @@ PHASES: tuple[str, ...] = ("prefill", "decode")
 QUANTILES: tuple[float, float, float] = (0.5, 0.2, 0.8)
 # Below this median, CPU launch overhead (included by do_bench) dominates a GPU kernel (kernels.md 2.5, 2.6).
 LAUNCH_BOUND_S = 20e-6
+# A timing is flagged noisy when its 80th-percentile call took more than this many times its 20th. An
+# undisturbed op repeats within a few % under do_bench and within tens of % on a CPU; past 2x, the median
+# (which lies between p20 and p80) is uncertain by up to that factor, more than the gaps the table is read
+# for (a kernel at 85 % of torch, at 70 % of bandwidth). Typical causes: other processes on the CPU or GPU,
+# or Python-interpreter work (garbage collection, a timer interrupt) landing inside some calls.
+NOISY_SPREAD = 2.0
+NOISY_NOTE = ("noisy timing: the 80th-percentile call took more than twice the 20th (contention from other "
+              "processes, or the Python interpreter between calls); the median is uncertain, rerun on an "
+              "idle machine")
 INTERPRETER_SKIP = ("Triton kernels run on a CPU only in the Triton interpreter (TRITON_INTERPRET=1), a "
                     "correctness simulator that is not a timing target (kernels.md §4); "
                     "time them on a CUDA GPU")
@@ -507,16 +516,29 @@ def _peak_fields(s: BenchSettings) -> dict:
             "measured_peak_bandwidth_bytes_per_s": m.bandwidth_bytes_per_s if m else None}
 
 
+# Row keys that cannot exceed 100 % unless a cache serves the data or a ceiling is too low, with the
+# names `tokencost kernels` gives their columns.
+_OVER_100_NAMES = {"bandwidth_peak_pct": "% BW", "measured_bandwidth_peak_pct": "% BW copy (meas.)",
+                   "roofline_pct": "% roof", "measured_roofline_pct": "% roof meas."}
+
+
+def is_noisy(p20_s: float, p80_s: float) -> bool:
+    """True when p80 > :data:`NOISY_SPREAD` × p20 (or p20 is not positive): a timing too spread to trust."""
+    return not p20_s > 0 or p80_s > NOISY_SPREAD * p20_s
+
+
 def _notes(row: dict, s: BenchSettings) -> list[str]:
-    """Warnings a reader needs next to a timed row (launch-bound GPU call, a rate above a ceiling)."""
+    """Warnings a reader needs next to a timed row (interpreter, launch-bound GPU call, noisy timing,
+    a rate above a ceiling). All but the last are the same text on every row, so the table groups them."""
     notes = []
     if (s.device.type == "cpu" and row["backend"] != "torch" and interpreter_requested()):
         notes.append("TRITON_INTERPRET=1 is set: if this variant launches Triton kernels, they ran on the "
                      "interpreter and this time is not the kernel's performance")
     if s.device.type == "cuda" and row["median_s"] < LAUNCH_BOUND_S:
         notes.append("median below 20 µs: CPU launch overhead (inside do_bench's timing) dominates")
-    keys = ("bandwidth_peak_pct", "measured_bandwidth_peak_pct", "roofline_pct", "measured_roofline_pct")
-    over = [k for k in keys if (row.get(k) or 0) > 100]
+    if is_noisy(row["p20_s"], row["p80_s"]):
+        notes.append(NOISY_NOTE)
+    over = [name for key, name in _OVER_100_NAMES.items() if (row.get(key) or 0) > 100]
     if over:
         notes.append(f"{', '.join(over)} above 100 %: the {row['bytes'] / 1e6:.3g} MB working set is (partly) "
                      "served from a cache, or a ceiling is too low (metrics.md §3.1 counter-check)")
@@ -633,7 +655,8 @@ def run_cases(cases: Sequence[KernelCase], settings: BenchSettings,
 __all__ = [
     "PHASES", "KernelCase", "KernelTiming", "Peaks", "BenchSettings", "model_cases", "square_matmul_cases",
     "build_inputs", "time_gpu", "time_cpu", "roofline_metrics", "run_cases", "add_speedups",
-    "backend_skip_reason", "variant_for", "max_abs_diff", "linear_flop", "linear_bytes", "causal_pairs",
+    "backend_skip_reason", "variant_for", "is_noisy", "NOISY_SPREAD", "NOISY_NOTE", "max_abs_diff",
+    "linear_flop", "linear_bytes", "causal_pairs",
     "attention_prefill_flop", "attention_prefill_bytes", "attention_decode_flop", "attention_decode_bytes",
     "rmsnorm_flop", "rmsnorm_bytes", "rope_flop", "rope_bytes", "swiglu_flop", "swiglu_bytes",
 ]

@@ -207,6 +207,25 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on():
     json.dumps(out, allow_nan=False)  # rows stay finite JSON
 
 
+def _noted_row(p20_s: float, median_s: float, p80_s: float) -> dict:
+    """A synthetic timed row (no op is run) with the fields :func:`kb._notes` reads."""
+    row = {"backend": "torch", "bytes": 1e6, "flop": 1e6, "median_s": median_s, "p20_s": p20_s, "p80_s": p80_s}
+    return {**row, **kb.roofline_metrics(1e6, 1e6, median_s, None)}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_noisy_timing_gets_a_note(device):
+    """p80 > 2 × p20 (the 99.3 µs – 6.74 ms contention case) is flagged; a steady timing and the
+    boundary p80 = 2 × p20 are not."""
+    s = kb.BenchSettings(TINY, torch.device(device), torch.float32, ["torch"])
+    noisy = kb._notes(_noted_row(99.3e-6, 0.5e-3, 6.74e-3), s)
+    assert [n for n in noisy if n.startswith("noisy timing")] == [kb.NOISY_NOTE]
+    assert "median is uncertain" in kb.NOISY_NOTE and "contention" in kb.NOISY_NOTE
+    for p20, p80 in [(100e-6, 130e-6), (100e-6, 200e-6)]:
+        assert not any("noisy" in n for n in kb._notes(_noted_row(p20, p20, p80), s))
+    assert kb.is_noisy(1e-4, 2.0001e-4) and not kb.is_noisy(1e-4, 2e-4) and kb.is_noisy(0.0, 1e-4)
+
+
 @gpu
 def test_do_bench_timing_agrees_with_cuda_events():
     a = torch.randn(2048, 2048, device="cuda", dtype=torch.bfloat16)
@@ -231,13 +250,15 @@ def _last_json(capsys) -> tuple[dict, str]:
     return json.loads(out.strip().splitlines()[-1]), out
 
 
-def test_kernels_cli_on_cpu(tmp_path, capsys):
+def test_kernels_cli_on_cpu(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # stdout is captured, not a terminal: $COLUMNS sets the table width
     cfg = write_config(tmp_path)
     paths = {k: tmp_path / f"k.{k}" for k in ("json", "csv", "jsonl")}
     assert main(["kernels", "--config", str(cfg), "--batch-size", "2", "--context", "16", "--device", "cpu",
                  "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--out", str(paths["jsonl"])]) == 0
     summary, out = _last_json(capsys)
     assert "prefill: kernels of" in out and "decode: kernels of" in out  # the human table first
+    assert max(len(line) for line in _table_lines(out)) <= 100 and "…" not in out
     rows = summary["rows"]
     assert {r["backend"] for r in rows} == {"torch"}  # the default on a CPU: the torch ops only
     ok = [r for r in rows if r["status"] == "ok"]
@@ -280,8 +301,9 @@ def test_kernels_cli_calibrated_with_a_user_variant(tmp_path, capsys):
     cfg = write_config(tmp_path)
     out_jsonl = tmp_path / "k.jsonl"
     assert main(["kernels", "--config", str(cfg), "--context", "8", "--phase", "decode", "--calibrate", "--device", "cpu",
-                 "--backend", "torch", "--backend", "test-kb-mine", "--out", str(out_jsonl)]) == 0
-    summary, _ = _last_json(capsys)
+                 "--backend", "torch", "--backend", "test-kb-mine", "--out", str(out_jsonl), "--wide"]) == 0
+    summary, out = _last_json(capsys)
+    assert "FLOP/s" in out and "p20–p80" in out and "% BW copy = GB/s ÷" in out  # --wide: every column
     measured = summary["measured_peaks"]
     assert measured["flop_per_s"] > 0 and measured["bandwidth_bytes_per_s"] > 0
     assert summary["calibration"]["matmul_n"] == 1024
@@ -323,3 +345,115 @@ def test_kernels_refuses_sizes_that_cannot_fit_and_broken_variants(tmp_path, cap
     msg = cli_error(capsys, ["kernels", "--config", str(cfg), "--context", "8", "--device", "cpu",
                              "--backend", "torch", "--backend", "test_kb_returns_none"])
     assert "op swiglu=test_kb_returns_none returned NoneType" in msg
+
+
+# ----------------------------------------------------------------------------------------------
+# The table: compact, nothing cut, ceilings named
+
+H200_PEAKS = kb.Peaks(989e12, "datasheet: h200 (test)", 4.8e12, "datasheet: h200 (test)")
+CPU_PEAKS = kb.Peaks(None, "unknown: no datasheet compute peak for a CPU", 20e9,
+                     "measured: best of 8 float32 sum reads of 256 MiB on cpu")
+COPY_PEAKS = kb.Peaks(0.05e12, "measured: torch.matmul 1024x1024x1024 float32, median call",
+                      25e9, "measured: best of 4 copies of 256 MiB on cpu")
+
+
+def _synthetic_summary(peaks: kb.Peaks, measured: kb.Peaks | None, backends: list[str]) -> dict:
+    """Rows of llama-3.1-8b's longest shapes (batch 32, context 8192) with made-up, widely spread timings
+    and a skipped row: the widest cells the table meets, without running any op."""
+    import dataclasses
+
+    rows = []
+    for i, case in enumerate(kb.model_cases(get_preset("llama-3.1-8b"), 32, 8192)):
+        for j, backend in enumerate(backends):
+            med = 10.0 ** (i % 7 - 6) * 1.2345 * (1 + j / 3)  # 1.23 µs .. 1.23 s
+            row = {"phase": case.phase, "op": case.name, "backend": backend, "shape": case.shape,
+                   "status": "ok", "flop": case.flop(), "bytes": case.nbytes(2), "median_s": med,
+                   "p20_s": med / 1.5, "p80_s": med * (70 if i % 3 == 0 else 1.1), "notes": []}
+            row.update(kb.roofline_metrics(row["flop"], row["bytes"], med, peaks))
+            row.update(kb.roofline_metrics(row["flop"], row["bytes"], med, measured, "measured_"))
+            rows.append(row)
+    rows.append({**rows[0], "backend": backends[-1], "status": "skipped", "skip_reason": "no variant"})
+    kb.add_speedups(rows)
+    device = "cuda:0" if peaks is H200_PEAKS else "cpu"
+    return {"model": "llama-3.1-8b", "device": device, "device_name": "test", "dtype": "bfloat16",
+            "batch_size": 32, "context": 8192, "rows": rows, "peaks": dataclasses.asdict(peaks),
+            "measured_peaks": dataclasses.asdict(measured) if measured else None}
+
+
+def _render(summary: dict, width: int, wide: bool = False) -> tuple[str, str]:
+    """(stdout, stderr) of print_kernel_table on a console of ``width`` columns (stdout is not a terminal
+    here, so $COLUMNS sets the width)."""
+    import contextlib
+    import io
+    import os
+
+    from tokencost.cli import kernels_cmd
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            kernels_cmd.print_kernel_table(summary, wide=wide)
+    finally:
+        os.environ.pop("COLUMNS") if old is None else os.environ.__setitem__("COLUMNS", old)
+    return out.getvalue(), err.getvalue()
+
+
+def _table_lines(text: str) -> list[str]:
+    """The table part of the output: up to the first footer line."""
+    return text.split("spread = ")[0].splitlines()
+
+
+@pytest.mark.parametrize("peaks, measured, backends", [
+    (H200_PEAKS, None, ["torch", "triton"]), (H200_PEAKS, COPY_PEAKS, ["torch", "triton"]),
+    (CPU_PEAKS, COPY_PEAKS, ["torch"]), (CPU_PEAKS, None, ["torch", "test-kb-mine"])])
+def test_the_default_table_fits_100_columns_with_every_value_whole(peaks, measured, backends):
+    from tokencost.cli import kernels_cmd as kc
+
+    summary = _synthetic_summary(peaks, measured, backends)
+    out, err = _render(summary, 100)
+    lines = _table_lines(out)
+    assert max(len(line) for line in lines) <= 100 and "…" not in out and not err
+    flat = " ".join(lines)
+    for r in summary["rows"]:
+        if r["status"] == "ok":  # each number as printed, in one piece (only op and shape may fold)
+            for text in (kc._time_text(r["median_s"]), kc._spread_text(r),
+                         kc._num(r["achieved_bytes_per_s"] / 1e9), kc._pct_text(r["bandwidth_peak_pct"])):
+                assert f" {text} " in f" {flat} ", text
+    assert "skip [1]" in out and "[1] no variant" in out
+    assert "* " in flat  # the noisy rows (p80 = 70 × p20 / 1.5) are marked
+
+
+def test_a_narrow_terminal_wraps_the_table_rather_than_cutting_numbers():
+    summary = _synthetic_summary(H200_PEAKS, None, ["torch", "triton"])
+    out, err = _render(summary, 50)
+    assert "the kernel table needs" in err and err.count("\n") == 1  # said once, not per phase
+    speedups = [r["speedup_vs_torch"] for r in summary["rows"] if r["status"] == "ok"]
+    from tokencost.cli.kernels_cmd import _num
+
+    assert all(f" {_num(x)}" in out for x in speedups)  # the last column is still there, whole
+    assert "…" not in out
+
+
+def test_wide_adds_the_detail_columns_and_every_ceiling():
+    summary = _synthetic_summary(H200_PEAKS, COPY_PEAKS, ["torch", "triton"])
+    default, wide = _table_lines(_render(summary, 200)[0]), _table_lines(_render(summary, 200, wide=True)[0])
+    head = lambda lines: " ".join(lines[:4])  # title and the two header lines
+    for name in ("FLOP/s", "bytes", "p20–p80", "% FLOP", "copy", "matmul"):
+        assert name in head(wide) and name not in head(default), name
+    assert max(len(line) for line in wide) <= 200
+
+
+def test_the_footer_names_each_ceiling():
+    gpu_out = _render(_synthetic_summary(H200_PEAKS, COPY_PEAKS, ["torch", "triton"]), 100)[0]
+    assert "% BW spec = GB/s ÷ 4,800 GB/s, the datasheet memory" in gpu_out
+    assert "% FLOP spec = FLOP/s ÷ 989 TFLOP/s, the datasheet" in gpu_out
+    cpu_out = _render(_synthetic_summary(CPU_PEAKS, COPY_PEAKS, ["torch"]), 100)[0]
+    assert "% BW read = GB/s ÷ 20.0 GB/s, the read bandwidth measured" in cpu_out
+    assert "% BW copy = GB/s ÷ 25.0 GB/s, the copy bandwidth measured" in cpu_out
+    assert "% FLOP matmul = FLOP/s ÷ 0.0500 TFLOP/s" in cpu_out
+    assert "no reference compute ceiling" in cpu_out
+    # On a CPU the roofline column is the measured one, and says so; the BW column is the read bandwidth.
+    header = " ".join(_table_lines(cpu_out)[:4])
+    assert "% BW" in header and "read" in header and "meas." in header
