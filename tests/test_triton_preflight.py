@@ -16,8 +16,13 @@ from tests.cli_helpers import cli_error
 from tests.tiny import write_config
 
 SMALL = ["--prompt-len", "8", "--gen-len", "3"]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# What only the Triton interpreter refuses: on a GPU machine the same commands run (and are tested
+# elsewhere), so these tests are for machines without one.
+interpreter_only = pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter runs only without a GPU")
 
 
+@interpreter_only
 @pytest.mark.parametrize("argv", [
     ["run", "--backend", "triton"],
     ["run", "--op", "rmsnorm=triton"],
@@ -38,7 +43,7 @@ def test_bfloat16_with_torch_ops_only_still_runs_on_cpu(tmp_path, capsys):
     from tokencost.cli import main
 
     cfg = write_config(tmp_path)
-    assert main(["run", "--config", str(cfg), "--dtype", "bfloat16", *SMALL]) == 0
+    assert main(["run", "--config", str(cfg), "--device", "cpu", "--dtype", "bfloat16", *SMALL]) == 0
     capsys.readouterr()
 
 
@@ -48,6 +53,7 @@ def test_head_dim_above_the_attention_kernels_limit_is_refused(tmp_path, capsys)
     assert "head_dim 320" in err and "256" in err and "attention_decode=torch" in err
 
 
+@interpreter_only
 def test_kernels_with_nothing_timeable_is_an_error(tmp_path, capsys):
     cfg = write_config(tmp_path)
     err = cli_error(capsys, ["kernels", "--config", str(cfg), "--context", "16", "--backend", "triton"])
@@ -76,8 +82,8 @@ def test_a_relative_config_json_is_named_after_its_folder(tmp_path, monkeypatch)
 # --- launcher scalar arguments -------------------------------------------------------------------
 
 def _attn_inputs(t: int = 3, s: int = 3):
-    q = torch.randn(1, 2, t, 16)
-    k = torch.randn(1, 1, s, 16)
+    q = torch.randn(1, 2, t, 16, device=DEVICE)
+    k = torch.randn(1, 1, s, 16, device=DEVICE)
     return q, k, k.clone()
 
 
@@ -86,9 +92,10 @@ def test_attention_scale_must_be_a_finite_positive_number(scale):
     q, k, v = _attn_inputs()
     with pytest.raises(ValueError, match="scale"):
         kernels.attention_prefill(q, k, v, scale)
-    cache_k = torch.randn(1, 1, 8, 16)
+    cache_k = torch.randn(1, 1, 8, 16, device=DEVICE)
+    lens = torch.tensor([3], dtype=torch.int32, device=DEVICE)
     with pytest.raises(ValueError, match="scale"):
-        kernels.attention_decode(q[:, :, 0], cache_k, cache_k.clone(), torch.tensor([3]), scale)
+        kernels.attention_decode(q[:, :, 0], cache_k, cache_k.clone(), lens, scale)
 
 
 @pytest.mark.parametrize("window", [0, True, 2.5])
@@ -101,27 +108,29 @@ def test_attention_window_must_be_a_positive_int(window):
 @pytest.mark.parametrize("eps", [math.nan, math.inf, -1e-6, True])
 def test_rmsnorm_eps_must_be_finite_and_non_negative(eps):
     with pytest.raises(ValueError, match="eps"):
-        kernels.rmsnorm(torch.randn(2, 8), torch.ones(8), eps)
+        kernels.rmsnorm(torch.randn(2, 8, device=DEVICE), torch.ones(8, device=DEVICE), eps)
 
 
 def test_rmsnorm_residual_out_without_residual_is_refused():
-    x = torch.randn(2, 8)
+    x = torch.randn(2, 8, device=DEVICE)
     with pytest.raises(ValueError, match="residual_out"):
-        kernels.rmsnorm(x, torch.ones(8), 1e-5, residual_out=torch.empty_like(x))
+        kernels.rmsnorm(x, torch.ones(8, device=DEVICE), 1e-5, residual_out=torch.empty_like(x))
 
 
 @pytest.mark.parametrize("split_k", [0, True, 2.0])
 def test_matmul_split_k_must_be_a_positive_int(split_k):
     with pytest.raises(ValueError, match="split_k"):
-        kernels.matmul(torch.randn(2, 16), torch.randn(16, 8), split_k=split_k)
+        kernels.matmul(torch.randn(2, 16, device=DEVICE), torch.randn(16, 8, device=DEVICE), split_k=split_k)
 
 
 def test_mismatched_dtypes_are_named_without_the_torch_prefix():
     with pytest.raises(TypeError) as exc:
-        kernels.rmsnorm(torch.randn(2, 8), torch.ones(8), 1e-5, torch.randn(2, 8, dtype=torch.float16))
+        kernels.rmsnorm(torch.randn(2, 8, device=DEVICE), torch.ones(8, device=DEVICE), 1e-5,
+                        torch.randn(2, 8, dtype=torch.float16, device=DEVICE))
     assert "torch." not in str(exc.value) and "float16" in str(exc.value)
 
 
+@interpreter_only
 def test_interpreter_is_judged_as_triton_judges_it(monkeypatch):
     from profiler.backends import interpreter_requested
 
