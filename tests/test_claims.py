@@ -279,3 +279,18 @@ def test_a_low_verdict_never_prints_the_threshold_itself(capsys):
             "--input-len", "1", "--tok-per-s", str(0.196 * bound)]
     assert main(args) == 0
     assert "19.6% of the bandwidth bound" in capsys.readouterr().out
+
+
+def test_a_compute_bound_read_from_the_bf16_fallback_does_not_prove_impossible():
+    """An A100 has no FP8/INT8/INT4 column: an 8- or 4-bit compute bound reads its BF16 peak, which
+    understates its INT8/INT4 tensor cores (GpuSpec.peak_flops_per_s), so a claim above that bound but
+    under the bandwidth bound is not shown impossible."""
+    from tokencost.claims import Claim, check_claim
+
+    base = dict(claim_id="t", source="test", date="2026-11-30", model="llama-3.1-8b", model_preset="llama-3.1-8b",
+                gpu="a100-sxm-80gb", gpus=1, tok_per_s=15.0, unit="per-gpu", tokens="output", batch_size=32,
+                input_len=8000, output_len=4)
+    v = check_claim(Claim(**base, precision="int8"))
+    assert v.bound.binding == "compute" and v.bound.peak_column == "bf16_tflops"
+    assert v.status == "incomplete" and "BF16 peak" in v.reason
+    assert check_claim(Claim(**base, precision="bf16")).status == "impossible"  # its own column: a real bound

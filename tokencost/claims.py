@@ -325,8 +325,23 @@ def _names(unstated: list[str]) -> str:
     return " and ".join({"precision": "precision", "input_len": "input length"}[n] for n in unstated)
 
 
+def _compute_peak_understated(bound: Bound) -> bool:
+    """True when the bound binds on compute read from the BF16 column for an 8- or 4-bit precision the
+    catalog has no column for (an A100's INT8/INT4 tensor cores: ``GpuSpec.peak_flops_per_s``): that
+    peak is too low, so exceeding it proves nothing."""
+    return (bound.binding == "compute" and bound.peak_column == "bf16_tflops"
+            and bound.weight_precision not in ("bf16", "fp16"))
+
+
 def _judge(fraction: float, bound: Bound, unstated: list[str]) -> tuple[str, str]:
     where = _where(fraction, bound)
+    if fraction > 1 and _compute_peak_understated(bound):
+        over_bandwidth = fraction * bound.bandwidth_time_s / bound.compute_time_s  # claim ÷ bandwidth bound
+        if over_bandwidth <= 1:
+            return "incomplete", (f"above the compute bound, but that bound reads the BF16 peak for "
+                                  f"{bound.weight_precision} (the catalog has no {bound.weight_precision} column "
+                                  f"for this GPU, whose tensor cores may be faster): {where}; "
+                                  f"{percent(over_bandwidth)} of the bandwidth bound, so not shown impossible")
     if unstated:
         what = _names(unstated)
         favourable = f"the most favourable {what} ({', '.join(_favourable_text(n, bound) for n in unstated)})"
