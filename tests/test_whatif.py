@@ -147,5 +147,8 @@ def test_op_names_stand_for_their_classes():
     from tokencost.whatif import parse_speedups
 
     assert parse_speedups(["linear=1.5", "rmsnorm=2"]) == {"matmul": 1.5, "norm": 2.0}
+    assert parse_speedups(["attention_decode=2"]) == {"attention.decode": 2.0}  # the kernel, not the KV write
+    with pytest.raises(CostError, match="no prefill"):
+        parse_speedups(["attention_prefill=2"])
     with pytest.raises(CostError, match="twice"):
         parse_speedups(["linear=1.5", "matmul=2"])

@@ -76,9 +76,11 @@ def _factor(name: str, value) -> Speedup:
     return float(value)
 
 
-# The op names of the decode loop's registry (profiler/backends.py), accepted for the class they fall in.
-OP_NAME_CLASSES: dict[str, str] = {"linear": "matmul", "attention_decode": "attention",
-                                   "attention_prefill": "attention", "rmsnorm": "norm", "swiglu": "activation"}
+# The op names of the decode loop's registry (profiler/backends.py), accepted for what they time in a
+# decode step: a class, or the one row of it that is the op (attention_decode is the kernel, not the
+# KV-cache write beside it). attention_prefill has no part in a decode step and is refused.
+OP_NAME_CLASSES: dict[str, str] = {"linear": "matmul", "attention_decode": "attention.decode", "rmsnorm": "norm",
+                                   "swiglu": "activation"}
 
 
 def parse_speedup(text: str) -> tuple[str, Speedup]:
@@ -94,6 +96,9 @@ def parse_speedup(text: str) -> tuple[str, Speedup]:
         raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), "
                         f"got {text!r}")
     name, value = (part.strip() for part in text.split("=", 1))
+    if name == "attention_prefill":
+        raise CostError("--speedup attention_prefill: the what-if models the decode step, which has no prefill "
+                        "attention; use attention_decode (or attention)")
     name = OP_NAME_CLASSES.get(name, name)
     return _check_name(name), _factor(name, value)
 
