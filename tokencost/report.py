@@ -425,8 +425,8 @@ def record_ceilings(k: dict) -> list[Ceiling]:
     """The ceilings a kernel record carries: the reference ones (``peak_*``: datasheet, or the measured
     read bandwidth where there is no datasheet) and, after ``--calibrate``, the measured copy bandwidth
     and matmul rate (``measured_peak_*``). A ``peak_flop_per_s`` whose source is the calibrated matmul
-    (``tokencost kernels`` fills it in where no datasheet peak exists) belongs to the calibrated roof,
-    never paired with the reference bandwidth.
+    (results files written before 2026-11-30 by ``tokencost kernels`` carry one where no datasheet peak
+    exists) belongs to the calibrated roof, never paired with the reference bandwidth.
 
     Raises CostError for a missing reference bandwidth or a rate that is not positive or null.
     """

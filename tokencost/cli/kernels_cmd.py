@@ -123,14 +123,11 @@ def _progress_bar():
 
 
 def _record_for_report(row: dict, meta: dict) -> dict:
-    """The JSONL record: the row plus model/device, with ``peak_flop_per_s`` falling back to the measured
-    rate where no datasheet peak exists (the report's roofline chart needs one ceiling per device)."""
-    rec = {**row, **{k: meta[k] for k in ("model", "device", "device_name", "batch_size", "context", "timestamp")},
-           "peak_flop_source": meta["peaks"]["flop_source"], "peak_bandwidth_source": meta["peaks"]["bandwidth_source"]}
-    if rec.get("peak_flop_per_s") is None and rec.get("measured_peak_flop_per_s") is not None:
-        rec["peak_flop_per_s"] = rec["measured_peak_flop_per_s"]
-        rec["peak_flop_source"] = "measured (--calibrate)"
-    return rec
+    """The JSONL record: the row plus model/device and the sources of its ceilings. ``peak_*`` stay the
+    reference ceilings the row's percentages were computed with (null where unknown); a ``--calibrate``
+    rate stays in ``measured_peak_*``."""
+    return {**row, **{k: meta[k] for k in ("model", "device", "device_name", "batch_size", "context", "timestamp")},
+            "peak_flop_source": meta["peaks"]["flop_source"], "peak_bandwidth_source": meta["peaks"]["bandwidth_source"]}
 
 
 def _meta(cfg, device, dtype, args, backends, peaks, calibration) -> dict:
