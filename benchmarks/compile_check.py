@@ -395,7 +395,9 @@ def _render(rows: list[Compiled], arch: int, failures: list[str]) -> None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Refuse what no compile check can run with (CheckError), before anything is imported or built."""
-    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"):
+    from profiler.backends import interpreter_requested  # imports triton, not the kernels
+
+    if interpreter_requested():
         raise CheckError("unset TRITON_INTERPRET: this check compiles for a GPU, not the interpreter")
     if "kernels" in sys.modules:
         raise CheckError("run compile_check in a fresh process (the kernels are already imported)")

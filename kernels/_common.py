@@ -20,7 +20,7 @@ import triton
 # ``triton.knobs`` exists from Triton 3.4 on; older releases read the environment variable directly.
 _knobs = getattr(triton, "knobs", None)
 _INTERPRET: bool = (bool(_knobs.runtime.interpret) if _knobs is not None
-                    else os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on"))
+                    else os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"))
 
 # TOKENCOST_AUTOTUNE=0 (read once, here, like TRITON_INTERPRET): on a GPU every launcher uses the
 # first config of its list that survives pruning instead of benchmarking them all. The test suite sets

@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import (autotune_or_fixed, cdiv, check_shape, check_tensor, dot_precision,
+from kernels._common import (autotune_or_fixed, cdiv, check_positive_int, check_shape, check_tensor, dot_precision,
                              is_interpreter, next_power_of_2, output, sm_count)
 from kernels.attention_prefill import LOG2_E, check_attention_args
 
@@ -283,8 +283,7 @@ def attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     _check_seq_lens(seq_lens, B, S_max, device)
     if num_splits is None:
         num_splits = choose_num_splits(B, Hkv, S_max, sm_count(device), D, q.element_size())
-    if not isinstance(num_splits, int) or num_splits < 1:
-        raise ValueError(f"num_splits must be a positive int, got {num_splits!r}")
+    check_positive_int("num_splits", num_splits)
     split_len = cdiv(cdiv(S_max, num_splits), _SPLIT_ALIGN) * _SPLIT_ALIGN
     o = output("out", out, (B, Hq, D), q.dtype, device)
     group = Hq // Hkv

@@ -186,7 +186,7 @@ def roofline_fields(spec: RunSpec, dtype: torch.dtype, tpot_s: float, bandwidth_
         warnings.append(f"MBU {mbu:.0%} is above 100%: the byte model or the bandwidth figure is wrong "
                         "(a small model may also be served from cache)")
     elif mbu < MBU_LOW:
-        warnings.append(f"MBU {mbu:.0%} is below 20%: the decode step is far from the memory roofline "
+        warnings.append(f"MBU {100 * mbu:.2g}% is below 20%: the decode step is far from the memory roofline "
                         "(launch overhead, small batch on a big device, or compute-bound)")
     return {
         "roofline_context_len": context,

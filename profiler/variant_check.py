@@ -54,10 +54,11 @@ def probe_calls(op: str, cfg: ModelConfig, device: torch.device, dtype: torch.dt
 
 
 # Largest error a variant may show against torch's op on a probe call, relative to the largest
-# magnitude of torch's output. About 6 rounding units of bfloat16 (eps 2^-8) and 20 of float16, and
-# loose enough in float32 for TF32 matmuls and fast-math approximations: what it catches is a
-# different computation (a missing activation, a wrong head mapping), whose error is of order 1.
-_REL_TOL = {torch.float32: 1e-2, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+# magnitude of torch's output: about 4 rounding units of bfloat16 (machine epsilon 2^-7) and 10 of
+# float16 (2^-10); in float32 2e-3, loose enough for a TF32 matmul (10-bit mantissa, eps 2^-10) and
+# fast-math approximations. What it catches is a different computation: a missing activation or a
+# wrong head mapping (errors of order 1), or an output off by 1 % in float32 or float16.
+_REL_TOL = {torch.float32: 2e-3, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
 def _check_against_torch(op: str, name: str, args: tuple, outputs: tuple, dtype: torch.dtype) -> None:
@@ -69,10 +70,10 @@ def _check_against_torch(op: str, name: str, args: tuple, outputs: tuple, dtype:
     for got, want in zip(outputs, ref):
         scale = want.abs().max().item() or 1.0
         err = (got.float() - want.float()).abs().max().item() / scale
-        if err > _REL_TOL.get(dtype, 1e-2):
+        if err > _REL_TOL.get(dtype, 2e-3):
             raise VariantError(
                 f"op {op}={name} disagrees with torch's {op} on a small probe call (max error {err:.3g} of the "
-                f"output's largest magnitude; allowed {_REL_TOL.get(dtype, 1e-2):g} in {str(dtype).removeprefix('torch.')}): "
+                f"output's largest magnitude; allowed {_REL_TOL.get(dtype, 2e-3):g} in {str(dtype).removeprefix('torch.')}): "
                 "it computes something else, so its timings would not be of this op")
 
 
