@@ -102,3 +102,15 @@ def test_plugin_is_imported_once(tmp_path):
     import builtins
 
     assert builtins._tokencost_plugin_loads == 1
+
+
+def test_interpreter_timings_get_no_verdict():
+    from tokencost.cli.compare_cmd import differences
+
+    base = {"backend": "torch", "device": "cpu", "ops": {"linear": "torch"}, "output_tok_per_s": 100.0,
+            "step_times_s": [0.01] * 8}
+    sim = {"backend": "triton", "device": "cpu", "ops": {"linear": "triton"}, "output_tok_per_s": 1.0,
+           "step_times_s": [1.0] * 8}
+    d = differences([base, sim])["triton"]
+    assert d["output_tok_per_s"]["verdict"] == "not comparable (interpreter)"
+    assert differences([base, {**sim, "device": "cuda:0"}])["triton"]["output_tok_per_s"]["verdict"] == "worse"

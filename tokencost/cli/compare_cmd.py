@@ -105,13 +105,20 @@ def _verdict(key: str, ratio: float | None, higher_better: bool, noise: float | 
     return "better" if (ratio > 1) == higher_better else "worse"
 
 
+def _simulated(record: dict) -> bool:
+    """True when some op of the record ran on the Triton interpreter (triton ops on a CPU): its times
+    are a correctness simulation, not a performance to compare."""
+    return str(record.get("device", "")).startswith("cpu") and "triton" in (record.get("ops") or {}).values()
+
+
 def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
     """Per non-baseline backend and metric: ``ratio`` (value ÷ baseline value), ``pct_change``
     ((ratio − 1) × 100), both None where either value is missing or the baseline is zero, and a
     ``verdict``. Decode metrics are called "better" or "worse" only when the ratio differs from 1 by
     more than the step-time noise (the larger relative interquartile range of the two backends' decode
     steps, ``noise_pct``), else "within noise"; prefill metrics rest on one prefill per backend and
-    get no better/worse verdict."""
+    get no better/worse verdict; a pair in which either ran ops on the Triton interpreter gets "not
+    comparable (interpreter)"."""
     base = records[0]
     base_noise = step_noise(base)
     out = {}
@@ -122,8 +129,10 @@ def differences(records: list[dict]) -> dict[str, dict[str, dict]]:
         for key, _label, _scale, _unit, higher in METRICS:
             a, b = base.get(key), r.get(key)
             ratio = b / a if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
+            verdict = ("not comparable (interpreter)" if ratio is not None and (_simulated(base) or _simulated(r))
+                       else _verdict(key, ratio, higher, noise))
             diff[key] = {"ratio": ratio, "pct_change": None if ratio is None else (ratio - 1) * 100,
-                         "verdict": _verdict(key, ratio, higher, noise),
+                         "verdict": verdict,
                          "noise_pct": None if noise is None or key not in _DECODE_KEYS else noise * 100}
         out[r["backend"]] = diff
     return out
@@ -179,7 +188,8 @@ def _value_text(value, scale: float, unit: str) -> str:
 def _diff_text(d: dict) -> str:
     if d["ratio"] is None:
         return "n/a"
-    return f"×{d['ratio']:.3g} ({d['pct_change']:+.1f} %, {d['verdict']})"
+    pct = d["pct_change"]
+    return f"×{d['ratio']:.3g} ({'+' if pct >= 0 else '−'}{abs(pct):.3g} %, {d['verdict']})"
 
 
 def print_compare_table(payload: dict) -> None:
