@@ -96,7 +96,7 @@ def add_price_args(parser: argparse.ArgumentParser, default_for: str = "the dete
     g.add_argument("--gpus-per-instance", type=positive_int, metavar="N", help="GPUs in the priced instance")
     g.add_argument("--price-from", metavar="NAME", help="a named row of `tokencost prices`")
     g.add_argument("--price-owned", action="store_true",
-                   help="owned-hardware $/GPU-hour of the detected GPU from the TCO model (see `tokencost prices --tco`)")
+                   help=f"owned-hardware $/GPU-hour of {default_for} from the TCO model (see `tokencost prices --tco`)")
     g.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
                    help="with --price-owned: override a TCO parameter, in its unit: "
                         + tco_param_help().replace("%", "%%"))

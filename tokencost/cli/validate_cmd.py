@@ -245,7 +245,8 @@ def _detail_table(v):
         rows += [("bytes per output token", f"{b.bytes_per_output_token / 1e9:,.4g} GB"),
                  ("FLOPs per output token", f"{b.flops_per_output_token / 1e9:,.2f} GFLOP"
                                             + (" (prefill included, spread over the output)" if c.output_len else "")),
-                 (f"bandwidth / compute time over {b.decode_steps} decode step(s)",
+                 (f"bandwidth / compute time over {b.decode_steps} decode step(s)"
+                  + (" (compute: prefill FLOPs included)" if c.output_len else ""),
                   f"{b.bandwidth_time_s:.4g} s / {b.compute_time_s:.4g} s (peak column {b.peak_column})")]
     rows += [("price", f"${_fmt(v.usd_per_gpu_hour, '.4g')}/GPU-h ({v.price_source})" if v.usd_per_gpu_hour
               else "n/a (no catalog price for this GPU; give --price-per-gpu-hour or --price-from)"),
