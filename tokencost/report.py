@@ -160,7 +160,7 @@ def check_records(numbered: Iterable[tuple[Any, dict]], source: str) -> list[dic
 
 # Figures of one run that pool_repeats does not pool: kept for a single run, dropped from a point of
 # several repeats (the first repeat's value would pass for the point's).
-_PER_RUN_KEYS = ("tpot_p90_s", "tpot_p99_s", "tpot_mean_s", "step_times_s", "decode_wall_s", "mfu",
+_PER_RUN_KEYS = ("warnings", "tpot_p90_s", "tpot_p99_s", "tpot_mean_s", "step_times_s", "decode_wall_s", "mfu",
                  "request_usd", "request_usd_per_mtok_input", "request_usd_per_mtok_output",
                  "request_usd_per_mtok_blended", "usd_per_mtok_electricity", "gpu_energy_j",
                  "gpu_energy_per_output_token_j", "gpu_avg_power_w", "effective", "breakeven", "timestamp")
@@ -170,10 +170,11 @@ def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
     """One dict per point: the first repeat's settings, updated with the pooled figures of all its
     repeats (:func:`tokencost.sweep_summary.pool_repeats`; its warnings as ``repeat_warnings``),
     ``n_repeats`` (``context_len`` falls back to ``prompt_len``), ``record_warnings`` (the warnings the
-    repeats' records carry, each once, :func:`_record_warnings`) and the bandwidth the MBU and roofline
-    floor are relative to: ``bandwidth_bytes_per_s`` (median over repeats), ``bandwidth_range_bytes_per_s`` ([min, max] over
-    repeats) and ``bandwidth_source_kind`` (:func:`source_kind`). Per-run figures that are not pooled
-    (tail TPOT, MFU, energy, request costs) are left out of a point with several repeats. Records with
+    repeats' records carry, each once, :func:`tokencost.sweep_summary.record_warnings`) and the
+    bandwidth the MBU and roofline floor are relative to: ``bandwidth_bytes_per_s`` (median over
+    repeats), ``bandwidth_range_bytes_per_s`` ([min, max] over repeats) and ``bandwidth_source_kind``
+    (:func:`source_kind`). Per-run figures that are not pooled (warnings, tail TPOT, MFU, energy,
+    request costs) are left out of a point with several repeats. Records with
     status "skipped" are left out."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
@@ -186,21 +187,9 @@ def aggregate_repeats(runs: Iterable[dict]) -> list[dict]:
         point = {**first, "n_repeats": pooled.pop("repeats"), "context_len": _context(group[0]),
                  "repeat_warnings": pooled.pop("warnings")}
         point.update(pooled)
-        point["record_warnings"] = _record_warnings(group)
         point.update(_pooled_bandwidth(group))
         points.append(point)
     return points
-
-
-def _record_warnings(group: list[dict]) -> list[str]:
-    """The warnings of a point's run records, each once, with "(in k of n repeats)" added to one that
-    not every repeat carries (its figures are that repeat's, not the pooled row's)."""
-    counts: dict[str, int] = {}
-    for r in group:
-        found = r.get("warnings")
-        for w in dict.fromkeys([found] if isinstance(found, str) else found if isinstance(found, list) else []):
-            counts[str(w)] = counts.get(str(w), 0) + 1
-    return [w if k == len(group) else f"{w} (in {k} of {len(group)} repeats)" for w, k in counts.items()]
 
 
 def _pooled_bandwidth(group: list[dict]) -> dict[str, Any]:

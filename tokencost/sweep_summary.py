@@ -68,6 +68,17 @@ def _usd(hourly: float | None, rate: float | None) -> float | None:
     return usd_per_mtok(hourly, rate) if hourly is not None and rate is not None and rate > 0 else None
 
 
+def record_warnings(group: list[dict]) -> list[str]:
+    """The warnings of a point's run records, each once, with "(in k of n repeats)" added to one that
+    not every repeat carries (its figures are that repeat's, not the pooled row's)."""
+    counts: dict[str, int] = {}
+    for r in group:
+        found = r.get("warnings")
+        for w in dict.fromkeys([found] if isinstance(found, str) else found if isinstance(found, list) else []):
+            counts[str(w)] = counts.get(str(w), 0) + 1
+    return [w if k == len(group) else f"{w} (in {k} of {len(group)} repeats)" for w, k in counts.items()]
+
+
 def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, Any]:
     """The figures of one point pooled over its repeats (run records of the same settings), the one
     pooling ``tokencost sweep`` and ``tokencost report`` share:
@@ -83,7 +94,7 @@ def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, 
       shown beside them: $/Mtok is not linear in tok/s); None without a price or throughput;
     - ``output_tok_per_s_ci95`` and ``usd_per_mtok_output_ci95`` from 2 repeats on
       (``tokencost.stats.confidence_interval``, carried into dollars by ``usd_per_mtok_interval``);
-    - ``record_warnings``: the warnings the repeats' records carry, each once;
+    - ``record_warnings``: the warnings the repeats' records carry, each once (:func:`record_warnings`);
     - ``repeats``, ``usd_per_hour``, ``price_source``, and ``warnings`` (spread above
       ``spread_threshold``, an interval reaching zero, repeats priced differently: the callers group
       by :data:`PRICE_KEYS` as well, so that last one only reaches a direct caller).
@@ -110,8 +121,7 @@ def pool_repeats(runs: list[dict], spread_threshold: float = 0.05) -> dict[str, 
     if len({r.get("usd_per_hour") for r in runs}) > 1:
         warnings.append("repeats carry different prices; the first repeat's price is used")
     pooled["warnings"] = warnings
-    # The measurement's own warnings (busy CPU, MBU far below the roofline, few steps...), once each.
-    pooled["record_warnings"] = list(dict.fromkeys(w for r in runs for w in r.get("warnings") or []))
+    pooled["record_warnings"] = record_warnings(runs)  # busy CPU, MBU far off the roofline, few steps...
     return pooled
 
 
