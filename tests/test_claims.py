@@ -294,3 +294,22 @@ def test_a_compute_bound_read_from_the_bf16_fallback_does_not_prove_impossible()
     assert v.bound.binding == "compute" and v.bound.peak_column == "bf16_tflops"
     assert v.status == "incomplete" and "BF16 peak" in v.reason
     assert check_claim(Claim(**base, precision="bf16")).status == "impossible"  # its own column: a real bound
+
+
+def test_validate_all_keeps_every_number_whole_at_100_columns():
+    import io
+
+    from rich.console import Console
+
+    from tokencost.claims import check_all
+    from tokencost.cli.validate_cmd import _summary_table
+
+    verdicts = check_all(None, None)
+    buf = io.StringIO()
+    Console(file=buf, width=100).print(_summary_table(verdicts))
+    out = buf.getvalue()
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 100
+    for v in verdicts:  # every number and verdict whole, on its row
+        if v.bound is not None:
+            assert f"{v.bound.output_tok_per_s_per_gpu:,.0f}" in out
+        assert v.status in out

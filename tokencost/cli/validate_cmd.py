@@ -195,23 +195,28 @@ def _percent(value) -> str:
 
 
 def _summary_table(verdicts):
+    """One row per claim. Numbers and verdicts never wrap or shorten (their columns are as wide as
+    their widest cell); the claim id and setup fold onto more lines in a narrow terminal."""
     from rich.table import Table
 
-    table = Table(title="Throughput claims against the roofline (output tok/s per GPU)")
-    table.add_column("claim", no_wrap=True)
-    table.add_column("setup", overflow="fold")
-    for col in ("claimed", "bound", "of bound"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("$/Mtok recomputed", justify="right", no_wrap=True)
-    table.add_column("$/Mtok stated", justify="right", no_wrap=True)
+    rows = []
     for v in verdicts:
         c, b = v.claim, v.bound
-        table.add_row(c.claim_id, f"{c.gpus}× {c.gpu} {c.precision or ''}".strip(),
-                      _fmt(v.claimed_output_tok_per_s_per_gpu, ",.0f"),
-                      _fmt(b.output_tok_per_s_per_gpu if b else None, ",.0f"),
-                      _percent(v.fraction_of_bound), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"),
-                      _fmt(c.stated_usd_per_mtok, ".4g"))
+        rows.append((c.claim_id, f"{c.gpus}× {c.gpu} {c.precision or ''}".strip(),
+                     _fmt(v.claimed_output_tok_per_s_per_gpu, ",.0f"),
+                     _fmt(b.output_tok_per_s_per_gpu if b else None, ",.0f"),
+                     _percent(v.fraction_of_bound), v.status, _fmt(v.usd_per_mtok_claimed_tokens, ".4g"),
+                     _fmt(c.stated_usd_per_mtok, ".4g")))
+    table = Table(title="Throughput claims against the roofline (output tok/s per GPU)")
+    headers = ("claim", "setup", "claimed", "bound", "of\nbound", "verdict", "$/Mtok\nrecomputed", "$/Mtok\nstated")
+    for i, head in enumerate(headers):
+        if i < 2:
+            table.add_column(head, overflow="fold", min_width=10)
+            continue
+        widest = max([len(r[i]) for r in rows] + [max(len(line) for line in head.split("\n"))])
+        table.add_column(head, justify="left" if head == "verdict" else "right", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
     table.caption = ("$/Mtok recomputed: the claimed tokens/s at the price used (the claim's own price where it "
                      "states one); stated: the $/Mtok the source published, if any")
     return table
