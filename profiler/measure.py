@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from profiler import cuda_graph as graphs
+from profiler.contention import Contention, ContentionProbe
 from profiler.env import GpuMonitor
 from profiler.errors import ProfilerError
 from profiler.timing import RegionTimer, Summary, summarize, synchronize
@@ -76,6 +77,7 @@ class DecodeMeasurement:
     decode_wall_s: float
     logits_finite: bool
     gpu_monitor: dict = dataclasses.field(default_factory=dict)  # profiler.env.GpuMonitor result over decode
+    contention: Contention | None = None  # CPU used by other processes during the decode steps
 
 
 def _prompt(settings: DecodeSettings, vocab_size: int, device: torch.device) -> torch.Tensor:
@@ -122,6 +124,38 @@ def _graphed_stepper(model, settings: DecodeSettings) -> tuple[StepFn, Callable[
     return step, graphed.set_tokens
 
 
+@dataclasses.dataclass
+class _DecodeSteps:
+    """What the timed decode loop saw (internal to :func:`measure_decode`)."""
+
+    step_times_s: list[float]
+    wall_s: float
+    finite: torch.Tensor
+    monitor: dict
+    contention: Contention | None
+
+
+def _time_decode_steps(step: "StepFn", nxt: torch.Tensor, settings: DecodeSettings, device: torch.device,
+                       finite: torch.Tensor, progress: ProgressFn) -> _DecodeSteps:
+    """Every decode step in its own timed region, inside an independent wall clock, the GPU monitor
+    (energy, clocks) and the CPU contention probe."""
+    steps = settings.gen_len - 1
+    step_timer = RegionTimer(device)
+    monitor = GpuMonitor(device).start()  # energy counter and clocks around the decode steps
+    synchronize(device)  # nothing queued before the first step may land inside the wall clock
+    with ContentionProbe() as probe:
+        wall0 = time.perf_counter()
+        for i in range(steps):
+            with step_timer.region():
+                logits, nxt = step(nxt, settings.prompt_len + i)
+            finite = finite & torch.isfinite(logits).all()
+            if device.type == "cpu" or i % 16 == 15 or i == steps - 1:
+                progress("decode", i + 1, steps)
+        synchronize(device)
+        wall = time.perf_counter() - wall0
+    return _DecodeSteps(step_timer.seconds(), wall, finite, monitor.stop(), probe.result)
+
+
 def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | None = None,
                    cuda_graph: bool = False) -> DecodeMeasurement:
     """Measure TTFT and per-step decode time of ``model`` (a :class:`profiler.model.Transformer`).
@@ -152,31 +186,16 @@ def measure_decode(model, settings: DecodeSettings, *, progress: ProgressFn | No
         with prefill_timer.region():
             logits = model(prompt, 0)
             nxt = logits.argmax(-1, keepdim=True)
-        finite = torch.isfinite(logits).all()
         ttft = prefill_timer.seconds()[0]
         if set_first_tokens is not None:
             set_first_tokens(nxt)  # untimed, like the eager path's input already being in place
-        steps = settings.gen_len - 1
-        step_timer = RegionTimer(device)
-        monitor = GpuMonitor(device).start()  # energy counter and clocks around the decode steps
-        synchronize(device)  # nothing queued before the first step may land inside the wall clock
-        wall0 = time.perf_counter()
-        for i in range(steps):
-            with step_timer.region():
-                logits, nxt = step(nxt, settings.prompt_len + i)
-            finite = finite & torch.isfinite(logits).all()
-            if device.type == "cpu" or i % 16 == 15 or i == steps - 1:
-                progress("decode", i + 1, steps)
-        synchronize(device)
-        decode_wall = time.perf_counter() - wall0
-        monitor_result = monitor.stop()
-        step_times = step_timer.seconds()
-    ok = bool(finite.item())
+        d = _time_decode_steps(step, nxt, settings, device, torch.isfinite(logits).all(), progress)
+    ok = bool(d.finite.item())
     if not ok:
         raise ProfilerError("the timed run produced non-finite logits (overflow in this dtype?); no result recorded")
-    tpot = summarize(step_times)
+    tpot = summarize(d.step_times_s)
     b = settings.batch_size
     return DecodeMeasurement(
-        ttft_s=ttft, prefill_tok_per_s=b * settings.prompt_len / ttft, step_times_s=tuple(step_times),
+        ttft_s=ttft, prefill_tok_per_s=b * settings.prompt_len / ttft, step_times_s=tuple(d.step_times_s),
         tpot=tpot, output_tok_per_s=b / tpot.median_s, output_tok_per_s_per_seq=1.0 / tpot.median_s,
-        decode_wall_s=decode_wall, logits_finite=ok, gpu_monitor=monitor_result)
+        decode_wall_s=d.wall_s, logits_finite=ok, gpu_monitor=d.monitor, contention=d.contention)

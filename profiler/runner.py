@@ -15,6 +15,7 @@ import torch
 from profiler import roofline
 from profiler.backends import VariantError, interpreter_requested, variant_in_traceback
 from profiler.config import ModelConfig
+from profiler.contention import contention_warnings
 from profiler.errors import BackendUnavailableError, ConfigError, ProfilerError, one_line
 from profiler.measure import DecodeSettings, ProgressFn, measure_decode
 
@@ -374,9 +375,12 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
     record["peak_flop_per_s"], record["peak_flop_source"] = peak_flop_per_s, peak_flop_source or "not given"
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
+    c = m.contention  # None off Linux or for a window too short to judge
+    record.update(cpu_others_cores=None if c is None else c.others_cores,
+                  cpu_steal_fraction=None if c is None else c.steal_fraction)
     record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
                           + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n)
                           + wall_clock_warnings(m.step_times_s, m.decode_wall_s)
-                          + step_spread_warnings(m.step_times_s))
+                          + step_spread_warnings(m.step_times_s) + contention_warnings(m.contention))
     record["env"] = env
     return record

@@ -142,6 +142,7 @@ def _meta(cfg, device, dtype, args, backends, peaks, calibration) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from profiler.contention import ContentionProbe, contention_warnings
     from profiler.kernel_bench import BenchSettings, run_cases
     from profiler.results import append_result
 
@@ -160,9 +161,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out and peaks.flop_per_s is None and measured is None:
         print("tokencost: warning: the kernel records get no compute ceiling (peak_flop_per_s null), which the "
               "roofline chart of `tokencost report` needs; add --calibrate to measure one", file=sys.stderr)
-    with _progress_bar() as update:
+    with _progress_bar() as update, ContentionProbe() as probe:
         rows = run_cases(cases, settings, on_row=on_row, progress=update)
-    summary = {**meta, "measured_peaks": dataclasses.asdict(measured) if measured else None, "rows": rows}
+    c = probe.result
+    summary = {**meta, "measured_peaks": dataclasses.asdict(measured) if measured else None,
+               "cpu_others_cores": None if c is None else c.others_cores,
+               "cpu_steal_fraction": None if c is None else c.steal_fraction,
+               "warnings": contention_warnings(c, "the kernel timings"), "rows": rows}
+    for warning in summary["warnings"]:
+        print(f"tokencost: warning: {warning}", file=sys.stderr)
     print_kernel_table(summary, wide=args.wide)
     print_json_line(summary)  # first: a file that fails to write must not cost the measurements
     write_json(args.json, summary)
