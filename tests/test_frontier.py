@@ -71,11 +71,19 @@ def test_cost_between_points_is_linear_in_interactivity_and_flagged():
     assert [p["output_tok_per_s"] for p in r["between"]] == [1600.0, 640.0]
 
 
-@pytest.mark.parametrize("target", [29.9, 100.1, 0.0, -5.0])
-def test_cost_outside_the_measured_range_is_an_error(target):
+@pytest.mark.parametrize("target", [100.1, 0.0, -5.0])
+def test_cost_above_the_measured_range_is_an_error(target):
     front = pareto_frontier([B1, B8, B32, B64])
     with pytest.raises(CostError):
         cost_at_interactivity(front, target, 3.6)
+
+
+def test_a_target_below_the_measured_range_is_met_at_most_at_the_slowest_points_cost():
+    front = pareto_frontier([B1, B8, B32, B64])
+    r = cost_at_interactivity(front, 29.9, 3.6)  # B64 (30 tok/s per seq) already meets it: no extrapolation
+    assert r["upper_bound"] is True and r["interpolated"] is False
+    assert r["output_tok_per_s"] == front[0]["output_tok_per_s"]
+    assert cost_at_interactivity(front, 65.0, 3.6)["upper_bound"] is False
 
 
 def test_cost_needs_a_sorted_frontier_and_a_price():
@@ -89,8 +97,9 @@ def test_cost_needs_a_sorted_frontier_and_a_price():
 
 def test_single_point_frontier():
     assert cost_at_interactivity([B8], 80.0, 3.6)["interpolated"] is False
+    assert cost_at_interactivity([B8], 79.0, 3.6)["upper_bound"] is True
     with pytest.raises(CostError):
-        cost_at_interactivity([B8], 79.0, 3.6)
+        cost_at_interactivity([B8], 81.0, 3.6)
 
 
 def test_roofline_floor_and_multiple():

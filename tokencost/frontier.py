@@ -7,7 +7,9 @@ frontier when no other point is at least as good on both axes and better on one.
 
 Between measured frontier points the throughput is interpolated linearly in interactivity and the
 dollars are computed from it (stated as ``interpolated: True``); outside the measured range nothing
-is extrapolated. Torch-free.
+is extrapolated: a target slower than every point is priced at the least interactive point, which
+already meets it, as an upper bound (``upper_bound: True``), and one faster than every point has no
+cost. Torch-free.
 """
 
 from __future__ import annotations
@@ -77,13 +79,24 @@ def cost_at_interactivity(frontier: list[dict], target_tok_per_s_per_seq: float,
 
     Between two frontier points the throughput is interpolated linearly in interactivity and
     ``interpolated`` is True (a measured point hit exactly gives False); $/Mtok is computed from that
-    throughput. Raises CostError for a target outside the measured range (no extrapolation), a
-    non-positive target or price, or an unsorted frontier.
+    throughput. A target below every measured interactivity is met by the least interactive frontier
+    point (the highest throughput): its cost is returned with ``upper_bound`` True, since a larger
+    batch, not measured, could serve the target for less; nothing is extrapolated. Raises CostError
+    for a target above the measured range (no point is that fast), a non-positive target or price, or
+    an unsorted frontier.
     """
     if not math.isfinite(target_tok_per_s_per_seq) or target_tok_per_s_per_seq <= 0:
         raise CostError(f"target interactivity must be positive, got {target_tok_per_s_per_seq}")
     if not frontier:
         raise CostError("empty frontier")
+    slowest = frontier[0]
+    if target_tok_per_s_per_seq < _axis(slowest, INTERACTIVITY_KEY):
+        _neighbours(frontier, _axis(slowest, INTERACTIVITY_KEY))  # the frontier's order, checked
+        throughput = _axis(slowest, THROUGHPUT_KEY)
+        return {"target_tok_per_s_per_seq": target_tok_per_s_per_seq, "output_tok_per_s": throughput,
+                "usd_per_mtok_output": usd_per_mtok(usd_per_hour, throughput), "usd_per_hour": usd_per_hour,
+                "interpolated": False, "upper_bound": True,
+                "between": [{INTERACTIVITY_KEY: _axis(slowest, INTERACTIVITY_KEY), THROUGHPUT_KEY: throughput}]}
     a, b = _neighbours(frontier, target_tok_per_s_per_seq)
     xa, xb = _axis(a, INTERACTIVITY_KEY), _axis(b, INTERACTIVITY_KEY)
     ya, yb = _axis(a, THROUGHPUT_KEY), _axis(b, THROUGHPUT_KEY)
@@ -98,6 +111,7 @@ def cost_at_interactivity(frontier: list[dict], target_tok_per_s_per_seq: float,
         "usd_per_mtok_output": usd_per_mtok(usd_per_hour, throughput),
         "usd_per_hour": usd_per_hour,
         "interpolated": not exact,
+        "upper_bound": False,
         "between": [{INTERACTIVITY_KEY: xa, THROUGHPUT_KEY: ya}, {INTERACTIVITY_KEY: xb, THROUGHPUT_KEY: yb}],
     }
 

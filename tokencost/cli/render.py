@@ -129,5 +129,7 @@ def print_sweep_table(summary: dict) -> None:
         if "error" in t:
             console.print(f"{where}: no cost ({t['error']})")
             continue
-        how = "interpolated between measured points" if t["interpolated"] else "measured"
+        how = ("at most: the least interactive measured point already meets the target; a larger batch "
+               "(not measured) may cost less" if t.get("upper_bound") else
+               "interpolated between measured points" if t["interpolated"] else "measured")
         console.print(f"{where}: {t['output_tok_per_s']:.4g} output tok/s, ${t['usd_per_mtok_output']:.4g}/Mtok ({how})")
