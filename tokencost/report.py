@@ -217,9 +217,9 @@ def _plottable(points: list[dict], *keys: str) -> list[dict]:
 
 
 def _plain_number(x: float) -> str:
-    """``x`` to 3 significant figures without an exponent: 1040, 0.5, 64, 12,500."""
+    """``x`` to 3 significant figures without an exponent, thousands separated: 1,040, 0.5, 64, 12,500."""
     x = float(f"{x:.3g}")
-    return f"{x:,.0f}" if abs(x) >= 1e4 else np.format_float_positional(x, trim="-")
+    return f"{x:,.0f}" if abs(x) >= 1e3 else np.format_float_positional(x, trim="-")
 
 
 def _si_number(x: float) -> str:
@@ -287,16 +287,16 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
     if not pts:
         return None, "frontier plot skipped: no measured run points with output_tok_per_s and output_tok_per_s_per_seq"
     fig = Figure(figsize=(8, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, to measure the labels
     ax = fig.add_subplot()
+    labels = []
     for name, series in _workloads(pts).items():
         front = pareto_frontier(series)
         line = ax.plot([p[INTERACTIVITY_KEY] for p in front], [p[THROUGHPUT_KEY] for p in front], "o-", label=name)
         ax.scatter([p[INTERACTIVITY_KEY] for p in series], [p[THROUGHPUT_KEY] for p in series], alpha=0.35, s=18,
                    color=line[0].get_color())
         _error_bars(ax, series, line[0].get_color())
-        for p in front:
-            ax.annotate(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points", color=line[0].get_color())
+        labels += [(_point_label(p), (p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]), line[0].get_color()) for p in front]
     ax.set(xlabel="interactivity: output tok/s per sequence (1 / TPOT)", ylabel="output tok/s per device")
     ax.set_title(FRONTIER_TITLE)
     ax.set_xscale("log")
@@ -306,6 +306,7 @@ def plot_frontier(points: list[dict]) -> tuple[Figure | None, str | None]:
     ax.margins(0.12)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
+    _place_labels(fig, ax, labels, [(p[INTERACTIVITY_KEY], p[THROUGHPUT_KEY]) for p in pts], "frontier-labels")
     return fig, None
 
 
@@ -628,26 +629,36 @@ def number_text(numbers: list[int]) -> str:
     return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}{'–' if len(r) > 2 else ','}{r[-1]}" for r in runs)
 
 
-def _number_points(fig: Figure, ax, points: list[tuple[float, float]], colours: list) -> list:
-    """Write each point's number beside it, clear of the other numbers and of every marker, inside the
-    axes (:func:`_best_offset`), with a leader line when it had to move away; points drawn on top of
-    each other (:func:`_coinciding`) share one label ("3–5,9"). The layout is fixed first (constrained
-    layout run once, then switched off) so the measured positions stay true. Returns the annotations."""
+def _place_labels(fig: Figure, ax, items: list[tuple[str, tuple[float, float], Any]], markers_at: list,
+                  gid: str) -> list:
+    """Write each ``(text, point, colour)`` of ``items`` beside its point, clear of the other labels and
+    of every marker in ``markers_at`` (data coordinates), inside the axes (:func:`_best_offset`), with
+    a leader line when it had to move away. The layout is fixed first (constrained layout run once,
+    then switched off) so the measured positions stay true. Returns the annotations."""
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     renderer, pad = fig.canvas.get_renderer(), 3.5 * fig.dpi / 72
-    centres = [tuple(c) for c in ax.transData.transform(points)]
-    markers = [(x - pad, y - pad, x + pad, y + pad) for x, y in centres]
+    markers = [(x - pad, y - pad, x + pad, y + pad) for x, y in ax.transData.transform(markers_at)]
     frame, placed, out = tuple(ax.get_window_extent(renderer).extents), [], []
-    for members in _coinciding(centres, pad):
-        text, point = number_text([i + 1 for i in members]), points[members[0]]
-        colour = colours[members[0]] if len({tuple(colours[i]) for i in members}) == 1 else "black"
+    for text, point, colour in items:
         r, offset, ha, va, box = _best_offset(ax, text, point, placed + markers, frame, renderer)
         arrow = {"arrowstyle": "-", "color": colour, "lw": 0.6, "shrinkA": 0, "shrinkB": 3} if r >= 16 else None
         out.append(ax.annotate(text, point, xytext=offset, textcoords="offset points", fontsize=7, color=colour,
-                               ha=ha, va=va, arrowprops=arrow, gid="kernel-numbers"))
+                               ha=ha, va=va, arrowprops=arrow, gid=gid))
         placed.append(box)
     return out
+
+
+def _number_points(fig: Figure, ax, points: list[tuple[float, float]], colours: list) -> list:
+    """Each point's number beside it (:func:`_place_labels`); points drawn on top of each other
+    (:func:`_coinciding`) share one label ("3–5,9"). Returns the annotations."""
+    fig.draw_without_rendering()
+    centres = [tuple(c) for c in ax.transData.transform(points)]
+    items = []
+    for members in _coinciding(centres, 3.5 * fig.dpi / 72):
+        colour = colours[members[0]] if len({tuple(colours[i]) for i in members}) == 1 else "black"
+        items.append((number_text([i + 1 for i in members]), points[members[0]], colour))
+    return _place_labels(fig, ax, items, points, "kernel-numbers")
 
 
 def _breakdown_shares(records: list[dict]) -> dict[str, float]:
