@@ -195,3 +195,20 @@ def test_a_plugin_named_like_a_file_here_gets_a_hint(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert "--plugin ./my_local_variants.py" in cli_error(capsys, ["run", "--plugin", "my_local_variants"])
+
+
+def test_out_refuses_a_json_file_the_report_could_not_read(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    assert "not a results file" in cli_error(capsys, ["run", "--config", str(cfg), "--out", str(cfg)])
+    assert json.loads(cfg.read_text())["model_type"] == "llama"  # untouched
+
+
+def test_catalog_is_repeatable(tmp_path, capsys):
+    head = "name,provider,instance,vcpus_per_instance,tier,usd_per_instance_hour,region,is_default,source,date,note\n"
+    for i, name in enumerate(("first-cpu", "second-cpu")):
+        (tmp_path / f"c{i}.csv").write_text(head + f"{name},Me,box,2,on-demand,0.5,here,,me,2026-11-30,\n")
+    cfg = write_config(tmp_path)
+    assert main(["run", "--config", str(cfg), "--prompt-len", "4", "--gen-len", "3", "--device", "cpu",
+                 "--catalog", str(tmp_path / "c0.csv"), "--catalog", str(tmp_path / "c1.csv"),
+                 "--price-from", "first-cpu"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["price_source"].startswith("first-cpu")

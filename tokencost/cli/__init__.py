@@ -67,15 +67,19 @@ def _check_output_files(args: argparse.Namespace) -> None:
 
 
 def _check_results_file(path: str) -> None:
-    """``--out`` appends to a results file: one that exists must already be JSONL result records."""
+    """``--out`` appends to a results file: one that exists must already hold result records that
+    ``tokencost report`` accepts (``tokencost.report.check_records``), so that nothing is appended to a
+    foreign JSON file or one the report would then refuse."""
     from profiler.errors import ProfilerError
-    from profiler.results import read_records
+    from profiler.results import read_numbered_records
+    from tokencost.errors import CostError
+    from tokencost.report import check_records
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a torn last line is skipped (and repaired) when appending
-            read_records(path)
-    except ProfilerError as exc:
+            check_records(read_numbered_records(path), path)
+    except (ProfilerError, CostError) as exc:
         raise ValueError(f"--out {path} exists but is not a results file (JSONL records, one per line) to "
                          f"append to: {exc}") from None
 

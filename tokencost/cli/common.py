@@ -100,7 +100,8 @@ def add_price_args(parser: argparse.ArgumentParser, default_for: str = "the dete
     g.add_argument("--tco-param", metavar="NAME=VALUE", type=key_value_list, action="append", default=[],
                    help="with --price-owned: override a TCO parameter, in its unit: "
                         + tco_param_help().replace("%", "%%"))
-    g.add_argument("--catalog", metavar="PATH", help="a CSV adding or overriding catalog rows")
+    g.add_argument("--catalog", metavar="PATH", action="append",
+                   help="a CSV adding or overriding catalog rows (repeatable; later files override earlier ones)")
 
 
 def add_cost_model_args(parser: argparse.ArgumentParser) -> None:
