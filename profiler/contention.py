@@ -18,8 +18,8 @@ import time
 
 _BUSY_FIELDS = (0, 1, 2, 5, 6)  # user, nice, system, irq, softirq (guest time is inside user)
 _STEAL_FIELD = 7
-# Windows shorter than this carry too few clock ticks (10 ms each) to judge.
-_MIN_WINDOW_S = 0.2
+# Windows shorter than this carry too few clock ticks (10 ms each, so ±0.1 core at 0.1 s) to judge.
+_MIN_WINDOW_S = 0.1
 # Other processes keeping half a core busy on average already slow a timing that uses every core.
 OTHERS_CORES_WARN = 0.5
 STEAL_WARN = 0.05
@@ -85,7 +85,7 @@ def between(a: Snapshot, b: Snapshot, ticks_per_s: float, cpus: int) -> Contenti
 
 class ContentionProbe:
     """``with ContentionProbe() as probe: ...`` then ``probe.result``: a :class:`Contention`, or None
-    (not Linux, or a window under 0.2 s)."""
+    (not Linux, or a window under 0.1 s)."""
 
     def __init__(self):
         self.result: Contention | None = None
