@@ -330,6 +330,38 @@ def energy_fields(m, batch_size: int) -> dict:
     }
 
 
+def _measure(model, ops, spec: RunSpec, progress: ProgressFn | None):
+    """:func:`measure_decode`, with a user's variant that fails mid-run named in a one-line error."""
+    try:
+        return measure_decode(model, spec.settings(), progress=progress, cuda_graph=spec.cuda_graph)
+    except ProfilerError:
+        raise
+    except Exception as exc:  # a user's variant failing mid-run: one line naming it, not a traceback
+        culprit = variant_in_traceback(exc, ops)
+        if culprit is None:
+            raise
+        raise VariantError(f"op {culprit} raised {type(exc).__name__}: {one_line(exc)}") from exc
+
+
+def _timing_fields(m) -> dict:
+    """The measured times and rates of a record."""
+    c = m.contention  # None off Linux or for a window too short to judge
+    return {"ttft_s": m.ttft_s, "prefill_tok_per_s": m.prefill_tok_per_s,
+            "tpot_s": m.tpot.median_s, "tpot_p90_s": m.tpot.p90_s, "tpot_p99_s": m.tpot.p99_s,
+            "tpot_mean_s": m.tpot.mean_s, "n_decode_steps": m.tpot.n, "decode_wall_s": m.decode_wall_s,
+            "output_tok_per_s": m.output_tok_per_s, "output_tok_per_s_per_seq": m.output_tok_per_s_per_seq,
+            "step_times_s": list(m.step_times_s),
+            "cpu_others_cores": None if c is None else c.others_cores,
+            "cpu_steal_fraction": None if c is None else c.steal_fraction}
+
+
+def _timing_warnings(m, env: dict, ops: dict[str, str], device: torch.device) -> list[str]:
+    """Every reason to distrust the timing of measurement ``m``."""
+    return (cpu_load_warnings(env, device) + interpreter_warnings(ops, device) + tail_sample_warnings(m.tpot.n)
+            + wall_clock_warnings(m.step_times_s, m.decode_wall_s) + step_spread_warnings(m.step_times_s)
+            + contention_warnings(m.contention))
+
+
 def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: str,
               peak_flop_per_s: float | None = None, peak_flop_source: str | None = None,
               progress: ProgressFn | None = None, env: dict | None = None, reuse: ModelPool | None = None) -> dict:
@@ -348,39 +380,20 @@ def run_point(spec: RunSpec, *, bandwidth_bytes_per_s: float, bandwidth_source: 
 
         env = collect_env(device)
     model, ops = build_for(spec, device, dtype, reuse)
-    try:
-        m = measure_decode(model, spec.settings(), progress=progress, cuda_graph=spec.cuda_graph)
-    except ProfilerError:
-        raise
-    except Exception as exc:  # a user's variant failing mid-run: one line naming it, not a traceback
-        culprit = variant_in_traceback(exc, ops)
-        if culprit is None:
-            raise
-        raise VariantError(f"op {culprit} raised {type(exc).__name__}: {one_line(exc)}") from exc
+    m = _measure(model, ops, spec, progress)
     record = {
         "kind": "run", "model": spec.cfg.name, "device": str(device), "device_name": env.get("device_name", "unknown"),
         "dtype": str(dtype).removeprefix("torch."), "backend": spec.backend, "ops": ops.describe(),
-        "cuda_graph": spec.cuda_graph,
-        "weights": spec.weights_dir or f"dummy (seed {spec.seed})",
+        "cuda_graph": spec.cuda_graph, "weights": spec.weights_dir or f"dummy (seed {spec.seed})",
         "batch_size": spec.batch_size, "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
-        "ttft_s": m.ttft_s, "prefill_tok_per_s": m.prefill_tok_per_s,
-        "tpot_s": m.tpot.median_s, "tpot_p90_s": m.tpot.p90_s, "tpot_p99_s": m.tpot.p99_s,
-        "tpot_mean_s": m.tpot.mean_s, "n_decode_steps": m.tpot.n, "decode_wall_s": m.decode_wall_s,
-        "output_tok_per_s": m.output_tok_per_s, "output_tok_per_s_per_seq": m.output_tok_per_s_per_seq,
-        "step_times_s": list(m.step_times_s),
-        "param_count": roofline.param_count(spec.cfg),
+        **_timing_fields(m), "param_count": roofline.param_count(spec.cfg),
         "bandwidth_bytes_per_s": bandwidth_bytes_per_s, "bandwidth_source": bandwidth_source,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "peak_flop_per_s": peak_flop_per_s, "peak_flop_source": peak_flop_source or "not given",
     }
-    record["peak_flop_per_s"], record["peak_flop_source"] = peak_flop_per_s, peak_flop_source or "not given"
     record.update(roofline_fields(spec, dtype, m.tpot.median_s, bandwidth_bytes_per_s, peak_flop_per_s))
     record.update(energy_fields(m, spec.batch_size))
-    c = m.contention  # None off Linux or for a window too short to judge
-    record.update(cpu_others_cores=None if c is None else c.others_cores,
-                  cpu_steal_fraction=None if c is None else c.steal_fraction)
-    record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"] + cpu_load_warnings(env, device)
-                          + interpreter_warnings(ops.describe(), device) + tail_sample_warnings(m.tpot.n)
-                          + wall_clock_warnings(m.step_times_s, m.decode_wall_s)
-                          + step_spread_warnings(m.step_times_s) + contention_warnings(m.contention))
+    record["warnings"] = (record["warnings"] + record["gpu_monitor_warnings"]
+                          + _timing_warnings(m, env, ops.describe(), device))
     record["env"] = env
     return record
