@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     base = dataclasses.replace(base, device=str(device), dtype=str(dtype).removeprefix("torch."))
     points = plan_points(base, args.batch_sizes, args.context_lens, args.repeats)
     with one_line_warnings():
-        _check_existing_results(args.out)  # a bad line stops the sweep now, not after measuring
         _refuse_silent_rerun(args, points)
         memory_skips = check_grid(points, device, dtype)  # everything checkable, before measuring anything
         price = resolve_price(args, device_type=device.type, device=device)
@@ -112,24 +111,6 @@ def run(args: argparse.Namespace) -> int:
     print_json_line(summary)  # first: a file that fails to write must not cost the summary
     write_json(args.json, summary)
     return 0
-
-
-def _check_existing_results(path: str) -> None:
-    """Validate the records already in ``--out`` as ``tokencost report`` does
-    (``tokencost.report.check_records``), before anything is measured: a hand-edited or foreign line
-    (a negative tok/s, a NaN TPOT) is a one-line error naming ``file:line``, not a failure after the
-    sweep has spent its time, nor a file the report then refuses.
-
-    Raises:
-        CostError / ProfilerError: the first record the report could not use, or an unreadable file.
-    """
-    import os
-
-    from profiler.results import read_numbered_records
-    from tokencost.report import check_records
-
-    if os.path.exists(path):
-        check_records(read_numbered_records(path), path)
 
 
 def _refuse_silent_rerun(args: argparse.Namespace, points) -> None:
