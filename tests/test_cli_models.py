@@ -26,3 +26,19 @@ def test_models_table_names_every_preset(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in preset_names())
+
+
+def test_json_alone_or_with_a_path(tmp_path, capsys):
+    """`models --json` prints only the JSON; `--json PATH` prints the table and the JSON line, and writes
+    the same JSON to PATH (as run, sweep, kernels... do)."""
+    import json
+
+    from tokencost.cli import main
+
+    assert main(["models", "--json"]) == 0
+    alone = capsys.readouterr().out.strip().splitlines()
+    assert len(alone) == 1 and json.loads(alone[0])["models"]
+    path = tmp_path / "m.json"
+    assert main(["models", "--json", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) > 1 and json.loads(lines[-1]) == json.loads(path.read_text()) == json.loads(alone[0])

@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from tokencost.cli.common import OneLineParser, check_output_path, fail, one_line_warnings
+from tokencost.cli.common import JSON_ONLY, OneLineParser, check_output_path, fail, one_line_warnings
 
 # Order = order in --help.
 _COMMANDS = ("run", "compare", "models", "kernels", "sweep", "breakdown", "report", "prices", "validate")
@@ -59,7 +59,7 @@ def _check_output_files(args: argparse.Namespace) -> None:
         return
     for name in _OUTPUT_FILE_OPTIONS:
         value = getattr(args, name, None)
-        if isinstance(value, str):
+        if isinstance(value, str) and value != JSON_ONLY:
             check_output_path(value, f"--{name}")
     out = getattr(args, "out", None)
     if isinstance(out, str) and os.path.isfile(out) and os.path.getsize(out) > 0:

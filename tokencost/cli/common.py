@@ -15,6 +15,12 @@ from typing import NoReturn
 from tokencost.tco import tco_param_help
 
 
+# `models` and `validate` take --json alone (JSON instead of the table) or --json PATH (as elsewhere).
+JSON_ONLY = "-"
+JSON_FLAG_HELP = ("print one JSON object instead of the table; --json PATH instead prints the table and the "
+                  "JSON line and writes the JSON to PATH, as the other commands do")
+
+
 def fail(message: str, status: int = 2) -> NoReturn:
     """Print ``tokencost: error: <message>`` on one line to stderr and exit."""
     one_line = " ".join(str(message).split())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokencost.cli.common import print_json_line
+from tokencost.cli.common import JSON_FLAG_HELP, JSON_ONLY, print_json_line, write_json
 
 BF16_BYTES = 2
 
@@ -13,7 +13,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the built-in model presets",
                        description="List presets with parameter count and bytes read per decode step "
                                    "(batch 1, bf16 weights, KV cache at 1 token of context).")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--json", nargs="?", const=JSON_ONLY, metavar="PATH", help=JSON_FLAG_HELP)
     return p
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from tokencost.cli.render import Console
 
     rows = model_rows()
-    if args.json:
+    if args.json == JSON_ONLY:
         print_json_line({"models": rows})
         return 0
     table = Table(title="tokencost model presets (bytes: bf16, batch 1)")
@@ -57,4 +57,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         if r["note"]:
             console.print(f"note ({r['model']}): {r['note']}", highlight=False, markup=False)
+    if args.json:  # a PATH: the JSON line last, as every command prints it, and the file
+        print_json_line({"models": rows})
+        write_json(args.json, {"models": rows})
     return 0

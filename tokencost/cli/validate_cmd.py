@@ -7,7 +7,8 @@ import argparse
 import dataclasses
 import sys
 
-from tokencost.cli.common import add_price_args, positive_float, positive_int, print_json_line
+from tokencost.cli.common import (JSON_FLAG_HELP, JSON_ONLY, add_price_args, positive_float, positive_int,
+                                  print_json_line, write_json)
 
 _PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 
@@ -40,7 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_price_args(p, default_for="the claim's GPU")
     p.add_argument("--all", action="store_true", help="check every built-in (and --catalog) claim")
     p.add_argument("--measure", action="store_true", help="also run the claim's setup on the local GPU")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--json", nargs="?", const=JSON_ONLY, metavar="PATH", help=JSON_FLAG_HELP)
     return p
 
 
@@ -281,10 +282,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         verdicts = [check_claim(claim, price, source)]
     verdicts = [with_unverified_note(v) for v in verdicts]
-    if args.json:
-        payload = {"claims": [v.as_dict() for v in verdicts]}
-        if measured is not None:
-            payload["measured"] = measured
+    payload = {"claims": [v.as_dict() for v in verdicts]}
+    if measured is not None:
+        payload["measured"] = measured
+    if args.json == JSON_ONLY:
         print_json_line(payload)
         return 0
     console = Console()
@@ -300,4 +301,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(_detail_table(verdicts[0]))
     if measured is not None:
         console.print({"measured": measured})
+    if args.json:  # a PATH: the JSON line last, as every command prints it, and the file
+        print_json_line(payload)
+        write_json(args.json, payload)
     return 0
