@@ -375,6 +375,24 @@ def _attention_options(d: dict, model_type: str, defaults: dict) -> dict[str, bo
     }
 
 
+def _head_dim(d: dict, defaults: dict, hidden: int, heads: int) -> int:
+    """``head_dim`` as given, else hidden_size ÷ num_attention_heads (LlamaAttention's default).
+
+    Raises:
+        ConfigError: num_attention_heads not positive, or hidden_size not divisible by it when
+            head_dim is absent.
+    """
+    if heads <= 0:
+        raise ConfigError(f"num_attention_heads must be positive, got {heads}")
+    head_dim = _derived(d, "head_dim", int, defaults)
+    if head_dim is not None:
+        return head_dim
+    if hidden % heads:
+        raise ConfigError(f"hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) and "
+                          "head_dim is absent")
+    return hidden // heads
+
+
 def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
     """Parse the contents of a HF ``config.json``.
 
@@ -392,18 +410,9 @@ def config_from_dict(d: dict, *, name: str, source: str = "") -> ModelConfig:
     defaults = _DEFAULTS[model_type]
     shape = {k: _get(d, k, int, defaults) for k in _SHAPE_KEYS}
     heads = shape["num_attention_heads"]
-    if heads <= 0:
-        raise ConfigError(f"num_attention_heads must be positive, got {heads}")
     if _get(d, "hidden_act", str, defaults) != "silu":
         raise ConfigError(f"hidden_act {d['hidden_act']!r} is not supported; only silu (SwiGLU) is")
-    head_dim = _derived(d, "head_dim", int, defaults)
-    if head_dim is None:
-        if shape["hidden_size"] % heads:
-            raise ConfigError(
-                f"hidden_size ({shape['hidden_size']}) is not divisible by num_attention_heads "
-                f"({heads}) and head_dim is absent"
-            )
-        head_dim = shape["hidden_size"] // heads
+    head_dim = _head_dim(d, defaults, shape["hidden_size"], heads)
     max_pos = _get(d, "max_position_embeddings", int, defaults)
     if max_pos <= 0:  # checked before llama3 scaling takes it as original_max_position_embeddings
         raise ConfigError(f"max_position_embeddings must be positive, got {max_pos}")
