@@ -150,5 +150,7 @@ def test_op_names_stand_for_their_classes():
     assert parse_speedups(["attention_decode=2"]) == {"attention.decode": 2.0}  # the kernel, not the KV write
     with pytest.raises(CostError, match="no prefill"):
         parse_speedups(["attention_prefill=2"])
-    with pytest.raises(CostError, match="twice"):
-        parse_speedups(["linear=1.5", "matmul=2"])
+    with pytest.raises(CostError, match=r"matmul given twice \(linear=1.5 and matmul=2\)"):
+        parse_speedups(["linear=1.5", "matmul=2"])  # the error shows what was typed
+    with pytest.raises(CostError, match="names no class"):
+        parse_speedups(["=2"])

@@ -96,6 +96,8 @@ def parse_speedup(text: str) -> tuple[str, Speedup]:
         raise CostError(f"--speedup expects CLASS=FACTOR (e.g. attention=2 or attention=roofline), "
                         f"got {text!r}")
     name, value = (part.strip() for part in text.split("=", 1))
+    if not name:
+        raise CostError(f"--speedup {text!r} names no class (expected CLASS=FACTOR, e.g. attention=2)")
     if name == "attention_prefill":
         raise CostError("--speedup attention_prefill: the what-if models the decode step, which has no prefill "
                         "attention; use attention_decode (or attention)")
@@ -107,11 +109,12 @@ def parse_speedups(items: Iterable[str]) -> dict[str, Speedup]:
     """Parse repeated ``CLASS=FACTOR`` options (:func:`parse_speedup`); a class given twice is an error
     (no silent last-wins)."""
     out: dict[str, Speedup] = {}
+    given: dict[str, str] = {}
     for item in items:
         name, factor = parse_speedup(item)
         if name in out:
-            raise CostError(f"--speedup {name} given twice ({out[name]} and {factor})")
-        out[name] = factor
+            raise CostError(f"--speedup {name} given twice ({given[name]} and {item.strip()})")
+        out[name], given[name] = factor, item.strip()
     return out
 
 

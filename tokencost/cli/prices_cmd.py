@@ -15,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="List the price catalog. A per-GPU value next to an instance price is "
                                    "derived (instance price ÷ GPUs). Names work with --price-from.")
     p.add_argument("--catalog", metavar="PATH", action="append",
-                   help="a CSV adding or overriding catalog rows (repeatable)")
+                   help="a CSV adding or overriding catalog rows (repeatable; later files override earlier ones)")
     p.add_argument("--tier", metavar="TIER",
                    help="only this tier (on-demand, spot, reserved-1yr, owned-hyperscaler, ...), or cpu / api")
     p.add_argument("--gpu", metavar="NAME", help="only prices of this GPU (catalog or driver name)")
