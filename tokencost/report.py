@@ -48,6 +48,7 @@ from matplotlib.ticker import LogFormatterSciNotation
 from tokencost.errors import CostError
 from tokencost.frontier import INTERACTIVITY_KEY, THROUGHPUT_KEY, cost_vs_floor, pareto_frontier
 from tokencost.sweep_summary import PRICE_KEYS, pool_repeats
+from tokencost.units import si_prefixed
 
 PLOT_FILES: dict[str, str] = {
     "frontier": "frontier.png",
@@ -224,10 +225,7 @@ def _plain_number(x: float) -> str:
 
 def _si_number(x: float) -> str:
     """``x`` to 3 significant figures with an SI prefix: 2.5 G, 40 M, 1 T (for FLOP/s and bytes/s)."""
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{_plain_number(x / scale)} {prefix}"
-    return _plain_number(x)
+    return si_prefixed(x, _plain_number)
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):

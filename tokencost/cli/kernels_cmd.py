@@ -209,10 +209,9 @@ def _num(value: float, digits: int = 3, max_decimals: int = 6) -> str:
 
 def _si(value: float) -> str:
     """3 significant digits with an SI prefix: 2.88 k, 113 M, 13.2 T (wide columns span 10^3 to 10^15)."""
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(float(f"{value:.3g}")) >= scale:
-            return f"{_num(value / scale)} {prefix}"
-    return _num(value)
+    from tokencost.units import si_prefixed
+
+    return si_prefixed(value, _num)
 
 
 def _time_parts(seconds: float) -> tuple[str, str]:
