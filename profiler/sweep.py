@@ -77,8 +77,7 @@ def check_grid(points: list[SweepPoint], device, dtype) -> dict[tuple[int, int],
             --cuda-graph off CUDA, bfloat16 on the Triton interpreter, a head_dim the triton attention
             kernels do not support), or no point estimated to fit in memory.
     """
-    from profiler.backends import resolve
-    from profiler.runner import check_cuda_graph, check_triton_ops, preflight
+    from profiler.runner import check_cuda_graph, preflight
 
     if not points:
         raise ProfilerError("a sweep needs at least one point")
@@ -87,13 +86,11 @@ def check_grid(points: list[SweepPoint], device, dtype) -> dict[tuple[int, int],
         raise error
     base = points[0].spec
     check_cuda_graph(base, device)
-    ops = resolve(base.backend, dict(base.op_overrides))
-    check_triton_ops(ops.describe(), base.cfg, device, dtype)
     specs = {(p.spec.batch_size, p.spec.prompt_len): p.spec for p in points}
     skips: dict[tuple[int, int], str] = {}
     for size, spec in specs.items():
         try:
-            preflight(spec, device, dtype)  # sizes, positions, config, and the memory estimate
+            preflight(spec, device, dtype)  # sizes, positions, backend, config, the memory estimate
         except InsufficientMemoryError as exc:
             skips[size] = str(exc)
     if skips and len(skips) == len(specs):
